@@ -34,6 +34,44 @@ def cmd_compress(args) -> None:
           f"compression ratio {r['compression_ratio']:.2f}x -> {path}")
 
 
+BUILD_COLUMNS = ["build", "onnx_bytes", "x_smaller_than_fp32", "latency_ms", "p90_ms", "x_faster_than_int8",
+                 "top1_agree_fp32"]
+
+
+def export_table(report: dict) -> str:
+    """The export report as one row per build (fp32, int8, ssvq, ssvq decoded at load)."""
+    lat, size = report["latency_ms"], report["onnx_bytes"]
+    rows = [{"build": name, "onnx_bytes": size.get(name, size["ssvq"]),
+             "x_smaller_than_fp32": size["fp32"] / size.get(name, size["ssvq"]),
+             "latency_ms": ms, "p90_ms": report["latency_p90_ms"][name], "x_faster_than_int8": lat["int8"] / ms,
+             "top1_agree_fp32": report["top1_agreement_vs_fp32_by_build"][name]} for name, ms in lat.items()]
+    return format_table(rows, BUILD_COLUMNS)
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``ssvq export`` and ``tools/export.py``."""
+    _add_quant_args(p)
+    p.add_argument("--compressed", help="reuse a compressed or fine-tuned file instead of running k-means")
+    p.add_argument("--portable", action="store_true",
+                   help="decode with an ONNX function of standard ops: runs on stock ONNX Runtime, no library")
+    p.add_argument("--out", help="output folder (default out/<model>)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads for every timed session (default 1)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs per build after warm-up (default 100)")
+
+
+def cmd_export(args) -> None:
+    from .deploy import ExportConfig, run_export
+    config = ExportConfig(model=args.model, weights=args.weights, k=args.k, d=args.d, method=args.method,
+                          compressed=args.compressed, portable=args.portable, out=args.out, threads=args.threads,
+                          runs=args.runs)
+    r = run_export(config)
+    print(export_table(r))
+    print(f"\n{r['model']}: compression ratio {r['compression_ratio']:.2f}x ({r['bits_per_weight']:.3f} bits/weight), "
+          f"max |ORT - PyTorch| {r['max_abs_err_vs_torch']:.2e}, batch 1, {r['threads']} thread(s), "
+          f"median of {r['latency_runs']} runs, onnxruntime {r['onnxruntime_version']}, {r['seconds']} s")
+    print(f"decode: {r['decode']}\nreport: {config.out_dir() / 'report.json'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssvq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quant_args(p)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_compress)
+    p = sub.add_parser("export", help="export to ONNX with SSVQDecode, verify, and compare with fp32 and int8")
+    add_export_args(p)
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -15,3 +15,7 @@ class FormatError(SSVQError, ValueError):
 
 class WeightsError(SSVQError, ValueError):
     """Weights that cannot be compressed or loaded (NaN/Inf, empty, wrong shapes, missing file)."""
+
+
+class VerificationError(SSVQError):
+    """An exported model disagrees with its PyTorch reference beyond the stated tolerance."""

@@ -10,6 +10,7 @@ from ..format import FORMAT_VERSION, PackedLayer
 DOMAIN = "ai.ssvq"
 DOMAIN_VERSION = 1
 OP_TYPE = "SSVQDecode"
+ONNX_OPSET = 18  # standard-op opset of every exported graph (BitwiseAnd for the portable decode needs 18)
 
 
 def decode_node(layer: PackedLayer, prefix: str, output: str,
@@ -39,5 +40,5 @@ def single_decode_model(layer: PackedLayer, codebook_dtype=np.float16,
         node.input[:] = [renamed[n] for n in node.input]
         inputs = [helper.make_tensor_value_info(renamed[t.name], t.data_type, list(t.dims)) for t in inits]
         graph = helper.make_graph([node], "ssvq_decode", inputs, [out])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
                                                    helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])

@@ -52,7 +52,8 @@ def save(model: CompressedModel, path: str | Path) -> None:
         if layer.signs is not None:
             tensors[f"q/{name}/signs"] = layer.signs
     for key, value in model.dense.items():
-        tensors[f"dense/{key}"] = np.ascontiguousarray(value)
+        value = np.asarray(value)
+        tensors[f"dense/{key}"] = np.ascontiguousarray(value).reshape(value.shape)  # keeps 0-d buffers 0-d
     header = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": model.model, "meta": model.meta,
         "layers": [{"name": n, "shape": list(l.shape), "k": l.k, "d": l.d, "method": l.method}
@@ -60,7 +61,10 @@ def save(model: CompressedModel, path: str | Path) -> None:
         "crc32": {key: _crc(t) for key, t in tensors.items()},
     }
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"ssvq": json.dumps(header)})
+        try:
+            save_file(tensors, str(tmp), metadata={"ssvq": json.dumps(header)})
+        except SafetensorError as exc:
+            raise FormatError(f"{path}: cannot store the model: {exc}") from exc
 
 
 def load(path: str | Path) -> CompressedModel:

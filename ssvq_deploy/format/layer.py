@@ -114,9 +114,25 @@ class PackedLayer:
         """True where the weight is negative, [N] bool (None for VQ)."""
         return None if self.signs is None else unpack_bits(self.signs, self.numel, 1).astype(bool)
 
-    def decode(self) -> np.ndarray:
-        """Golden decoder: the float32 weight of ``shape``. Every backend must match it bit for bit."""
-        w = self.codebook.astype(np.float32)[self.assignments()].reshape(-1)
+    def decode(self, codebook: np.ndarray | None = None) -> np.ndarray:
+        """Golden decoder: the float32 weight of ``shape``. Every backend must match it bit for bit.
+
+        ``codebook`` [k, d] (float16 or float32) replaces the stored one, for the op's float32-codebook variant.
+        """
+        codebook = self.codebook if codebook is None else codebook
+        if codebook.shape != (self.k, self.d):
+            raise FormatError(f"{self.name}: codebook must be [{self.k}, {self.d}], got {list(codebook.shape)}")
+        w = codebook.astype(np.float32)[self.assignments()].reshape(-1)
         if self.signs is not None:
             w = np.where(self.negative_mask(), -w, w)
         return w.reshape(self.shape)
+
+
+def decode_parts(name: str, shape, k: int, d: int, codebook: np.ndarray, indices: np.ndarray,
+                 signs: np.ndarray | None) -> np.ndarray:
+    """Golden decode of raw SSVQDecode inputs (docs/ssvq_op.md); ``codebook`` [k, d] may be float16 or float32.
+
+    Streams and attributes are validated as for a stored layer; the codebook is used as given.
+    """
+    layer = PackedLayer(name, tuple(shape), k, d, np.zeros((k, d), np.float16), indices, signs)
+    return layer.decode(codebook)

