@@ -22,8 +22,8 @@ def _data(seed, n=60, d=3):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("k", [4, 40, 55])
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("k", [4, 50])
 def test_history_non_increasing_and_final_objective_exact(seed, weighted, k):
     x, h = _data(seed)
     w = h if weighted else None
