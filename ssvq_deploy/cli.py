@@ -17,11 +17,13 @@ def _add_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, help="codebook size (power of two); default from the recipe")
     p.add_argument("--d", type=int, help="sub-vector length; default from the recipe")
     p.add_argument("--method", choices=["ssvq", "vq"], help="default from the recipe")
+    p.add_argument("--hessian", action="store_true", default=None,
+                   help="weight k-means by a Fisher-diagonal estimate from the bundled photos")
 
 
 def _recipe(args):
     from .recipe import load_recipe
-    return load_recipe(args.model).with_quant(k=args.k, d=args.d, method=args.method)
+    return load_recipe(args.model).with_quant(k=args.k, d=args.d, method=args.method, hessian=args.hessian)
 
 
 def cmd_compress(args) -> None:
@@ -31,7 +33,7 @@ def cmd_compress(args) -> None:
     r = result.report
     print(format_table(r["layers"], LAYER_COLUMNS))
     print(f"\n{r['model']} {r['method']}: {r['n_weights']} weights, {r['bits_per_weight']:.4f} bits/weight, "
-          f"compression ratio {r['compression_ratio']:.2f}x -> {path}")
+          f"compression ratio {r['compression_ratio']:.2f}x, relative error {r['rel_error']:.4f} -> {path}")
 
 
 BUILD_COLUMNS = ["build", "onnx_bytes", "x_smaller_than_fp32", "latency_ms", "p90_ms", "x_faster_than_int8",
@@ -62,6 +64,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 def cmd_export(args) -> None:
     from .deploy import ExportConfig, run_export
     config = ExportConfig(model=args.model, weights=args.weights, k=args.k, d=args.d, method=args.method,
+                          hessian=args.hessian,
                           compressed=args.compressed, portable=args.portable, out=args.out, threads=args.threads,
                           runs=args.runs)
     r = run_export(config)

@@ -20,8 +20,7 @@ from .export.int8 import int8_qdq
 from .export.onnx_export import INPUT, compressed_onnx, float_onnx, save_onnx
 from .format import save
 from .models import load_model, model_spec
-from .pipeline import COMPRESSED_FILE, decoded_model, load_compressed
-from .quant.compress import compress_model
+from .pipeline import COMPRESSED_FILE, compress, decoded_model, load_compressed
 from .quant.report import compression_report
 from .recipe import load_recipe
 from .runtime import create_session, library_path
@@ -40,6 +39,7 @@ class ExportConfig:
     k: int | None = None
     d: int | None = None
     method: str | None = None
+    hessian: bool | None = None  # Fisher-weighted k-means; default from the recipe
     compressed: str | None = None  # reuse a compressed / fine-tuned file instead of running k-means
     portable: bool = False  # decode with an ONNX function of standard ops instead of our library
     out: str | None = None  # default out/<model>
@@ -67,22 +67,23 @@ def _step(message: str) -> float:
 def run_export(config: ExportConfig) -> dict:
     """Run the whole job; returns the report (also written to ``<out>/report.json``)."""
     t0 = _step(f"{config.model}: preparing")
-    recipe = load_recipe(config.model).with_quant(k=config.k, d=config.d, method=config.method)
+    recipe = load_recipe(config.model).with_quant(k=config.k, d=config.d, method=config.method,
+                                                  hessian=config.hessian)
     if config.runs < 1 or config.threads < 1:
         raise ConfigError(f"runs and threads must be >= 1, got {config.runs}, {config.threads}")
     use_library = not config.portable
     if use_library:
         library_path()  # fail now, with build instructions, rather than after minutes of work
     out = ensure_writable_dir(config.out_dir())
-    original = load_model(recipe.model, config.weights)
     if config.compressed:
+        original = load_model(recipe.model, config.weights)
         compressed = load_compressed(config.compressed)
         if compressed.model != recipe.model:
             raise ConfigError(f"{config.compressed} holds a {compressed.model}, recipe {recipe.name} a {recipe.model}")
     else:
         _step(f"k-means: {recipe.quant.method} k={recipe.quant.k} d={recipe.quant.d}")
-        compressed = compress_model(original, recipe.quant, recipe.model, progress=True)
-        compressed.meta["recipe"] = recipe.name
+        result = compress(recipe, config.weights, progress=True)
+        original, compressed = result.original, result.compressed
     save(compressed, out / COMPRESSED_FILE)
     accounting = compression_report(original, compressed)
     reference = decoded_model(compressed)

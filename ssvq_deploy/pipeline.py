@@ -9,9 +9,11 @@ from pathlib import Path
 from torch import nn
 
 from .atomic import ensure_writable_dir, write_text
+from .data import PHOTOS, photo_batch
 from .format import CompressedModel, load, save
 from .models import load_model, load_state, model_spec
 from .quant.compress import compress_model
+from .quant.hessian import fisher_diagonal
 from .quant.report import compression_report
 from .recipe import Recipe
 
@@ -27,9 +29,14 @@ class Compression:
 
 
 def compress(recipe: Recipe, weights: str | Path | None = None, progress: bool = False) -> Compression:
-    """Load the recipe's model (``weights`` or its default pretrained file) and compress it."""
+    """Load the recipe's model (``weights`` or its default pretrained file) and compress it. With
+    ``recipe.quant.hessian``, k-means is weighted by the Fisher diagonal measured on the bundled photos."""
     original = load_model(recipe.model, weights)
-    compressed = compress_model(original, recipe.quant, recipe.model, progress=progress)
+    importance = None
+    if recipe.quant.hessian:
+        log.info("estimating the Fisher diagonal on %d photos", len(PHOTOS))
+        importance = fisher_diagonal(original, photo_batch()[1])
+    compressed = compress_model(original, recipe.quant, recipe.model, importance, progress=progress)
     compressed.meta["recipe"] = recipe.name
     return Compression(original, compressed, compression_report(original, compressed))
 

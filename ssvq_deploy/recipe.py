@@ -10,6 +10,7 @@ from .errors import ConfigError
 from .quant.config import LayerRule, QuantConfig
 from .train.config import FinetuneConfig
 
+_TOP_KEYS = {"model", "quant", "finetune"}
 _QUANT_KEYS = {"method", "k", "d", "iters", "seed", "hessian"}
 
 
@@ -37,6 +38,9 @@ def parse_recipe(name: str, text: str) -> Recipe:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"recipe {name}: invalid TOML: {exc}") from exc
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"recipe {name}: unknown keys {sorted(unknown)} (expected {sorted(_TOP_KEYS)})")
     try:
         quant = dict(raw.get("quant", {}))
         unknown = set(quant) - _QUANT_KEYS - {"layers"}

@@ -23,7 +23,10 @@ def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def plan_layers(model: nn.Module, config: QuantConfig) -> dict[str, tuple[int, int]]:
-    """(k, d) per layer to compress; checks every layer first and raises one error listing all problems."""
+    """(k, d) per layer to compress; checks every layer first and raises one error listing all problems.
+
+    A layer with fewer sub-vectors than k gets the largest power-of-two k it can fill (logged, shown per layer).
+    """
     plan, problems = {}, []
     for name, module in quantizable_layers(model).items():
         w = module.weight
@@ -37,11 +40,16 @@ def plan_layers(model: nn.Module, config: QuantConfig) -> dict[str, tuple[int, i
         if kd is None:
             continue
         k, d = kd
+        n_vec = w.numel() // d
         if w.numel() % d:
             problems.append(f"{name}: d={d} does not divide its {w.numel()} weights {list(w.shape)}")
-        elif w.numel() // d < k:
-            problems.append(f"{name}: only {w.numel() // d} sub-vectors for k={k} codewords")
+        elif n_vec < 2:
+            problems.append(f"{name}: only {n_vec} sub-vector of d={d}; needs at least 2 for a codebook")
         else:
+            if n_vec < k:  # e.g. a 32-channel 3x3 depthwise conv has 36 sub-vectors of 8: more codewords are waste
+                capped = 1 << (n_vec.bit_length() - 1)
+                log.warning("%s: %d sub-vectors < k=%d, using k=%d for this layer", name, n_vec, k, capped)
+                k = capped
             plan[name] = (k, d)
     if problems:
         raise ConfigError("cannot compress these layers (change k/d or add a skip rule in the recipe):\n  "
@@ -70,6 +78,12 @@ def compress_model(model: nn.Module, config: QuantConfig, model_name: str,
         raise ConfigError("hessian-weighted k-means needs importance estimates (calibration data)")
     plan = plan_layers(model, config)
     modules = quantizable_layers(model)
+    if config.hessian:  # a layer without its estimate would silently fall back to plain k-means
+        bad = [f"{n}: no importance estimate" if n not in importance else
+               f"{n}: importance {list(importance[n].shape)} != weight {list(modules[n].weight.shape)}"
+               for n in plan if n not in importance or importance[n].shape != modules[n].weight.shape]
+        if bad:
+            raise ConfigError("hessian-weighted k-means: bad importance estimates:\n  " + "\n  ".join(bad))
     layers = {}
     for i, (name, (k, d)) in enumerate(tqdm(plan.items(), desc="k-means", disable=not progress, unit="layer")):
         h = importance.get(name) if config.hessian else None

@@ -56,7 +56,7 @@ class QuantWeight(nn.Module):
         now = self.latent >= 0
         flipped = (now != self.positive) & ~self.frozen
         self.flips += flipped.to(torch.int32)
-        self.positive = torch.where(self.frozen, self.positive, now)
+        self.positive.copy_(torch.where(self.frozen, self.positive, now))  # in place: DDP holds buffer references
         if self.theta is not None:
             self.frozen |= self.flips >= self.theta
 

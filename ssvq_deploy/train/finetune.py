@@ -95,7 +95,7 @@ def finetune(student: nn.Module, qweights: dict[str, QuantWeight], inputs: torch
             optimizer.step()
             for q in qweights.values():
                 q.after_step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
     bar.close()

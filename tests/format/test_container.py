@@ -4,7 +4,8 @@ import struct
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
 from ssvq_deploy.errors import FormatError
 from ssvq_deploy.format import CompressedModel, PackedLayer, load, save
@@ -18,7 +19,8 @@ def _model() -> CompressedModel:
     vq = PackedLayer.pack("head", (10, 12), rng.normal(size=(4, 4)), rng.integers(0, 4, 30), None)
     dense = {"features.1.weight": rng.normal(size=8).astype(np.float32),
              "features.1.running_var": rng.random(8).astype(np.float32),
-             "features.1.num_batches_tracked": np.array(12345678901, np.int64),
+             "features.1.num_batches_tracked": np.array(12345678901, np.int64),  # 0-d, like BatchNorm's
+             "features.1.counts": np.arange(-3, 4, dtype=np.int64),
              "head.bias": rng.normal(size=10).astype(np.float32)}
     return CompressedModel("tiny", {"features.0": ssvq, "head": vq}, dense, {"method": "mixed", "k": 16})
 
@@ -79,12 +81,13 @@ def test_safetensors_without_ssvq_header(tmp_path):
         load(path)
 
 
-@pytest.mark.parametrize("keep", [0.5, 0.95, 0.999, 20 / 1e9, 4 / 1e9])
+@pytest.mark.parametrize("keep", [lambda n: n - 1, lambda n: n - 100, lambda n: n // 2, lambda n: 20, lambda n: 4],
+                         ids=["last-byte", "100-bytes", "half", "inside-header", "inside-length"])
 def test_truncated_file(tmp_path, keep):
     path = tmp_path / "m.safetensors"
     save(_model(), path)
     raw = path.read_bytes()
-    path.write_bytes(raw[:max(1, int(len(raw) * keep))] if keep > 1e-6 else raw[:int(keep * 1e9)])
+    path.write_bytes(raw[:keep(len(raw))])
     with pytest.raises(FormatError, match="truncated or corrupt"):
         load(path)
 
@@ -127,8 +130,6 @@ def test_wrong_format_version(tmp_path, version):
 def test_missing_tensor(tmp_path):
     path = tmp_path / "m.safetensors"
     save(_model(), path)
-    from safetensors.numpy import load_file
-    from safetensors import safe_open
     with safe_open(str(path), "np") as f:
         metadata = f.metadata()
     tensors = load_file(str(path))

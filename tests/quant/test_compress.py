@@ -25,14 +25,15 @@ def test_ssvq_all_conv_kinds(tiny_convnet):
     cm = compress_model(model, QuantConfig(method="ssvq", k=8, d=4, iters=10), "tiny")
     assert list(cm.layers) == LAYERS
     mods = dict(model.named_modules())
+    assert (model[0].weight == 0).sum() == 3 and not cm.layers["0"].negative_mask()[:3].any()
     for name, layer in cm.layers.items():
         w = mods[name].weight.detach()
         assert layer.method == "ssvq" and (layer.k, layer.d) == (8, 4) and layer.shape == tuple(w.shape)
         assert (layer.codebook >= 0).all() and not np.signbit(layer.codebook).any()
         np.testing.assert_array_equal(layer.negative_mask().reshape(w.shape), (w < 0).numpy())
         decoded = layer.decode()
-        nonzero = decoded != 0
-        np.testing.assert_array_equal(np.sign(decoded)[nonzero], np.where(w.numpy() < 0, -1.0, 1.0)[nonzero])
+        # the decoded IEEE sign bit is the original sign, also where a magnitude decodes to 0; zero counts as +
+        np.testing.assert_array_equal(np.signbit(decoded), (w < 0).numpy())
         err = _rel(w, layer)
         assert 0 < err < 1
         assert relative_error(w, layer) == pytest.approx(err)
@@ -79,7 +80,7 @@ def test_plan_errors_listed_together():
     model = nn.Sequential(OrderedDict(
         odd=nn.Linear(5, 3),        # 15 weights: d=2 does not divide
         bad=nn.Linear(4, 4),        # NaN
-        tiny=nn.Linear(4, 2),       # 8 weights -> 4 sub-vectors < k=8
+        tiny=nn.Linear(1, 2),       # 2 weights -> 1 sub-vector: no codebook possible
         fine=nn.Linear(16, 16),
     ))
     model.bad.weight.data[1, 2] = float("nan")
@@ -88,14 +89,23 @@ def test_plan_errors_listed_together():
     msg = str(info.value)
     assert "odd: d=2 does not divide its 15 weights" in msg
     assert "bad: weight holds NaN" in msg
-    assert "tiny: only 4 sub-vectors for k=8" in msg
+    assert "tiny: only 1 sub-vector of d=2" in msg
     assert "fine" not in msg
     with pytest.raises(ConfigError, match="odd.*\n.*bad.*\n.*tiny"):
         compress_model(model, QuantConfig(k=8, d=2), "m")
     # skipping the layers that do not fit leaves a valid plan
-    rules = (LayerRule("odd", skip=True), LayerRule("tiny", k=4))
+    rules = (LayerRule("odd", skip=True), LayerRule("tiny", d=1))
     model.bad.weight.data[1, 2] = 0.0
-    assert plan_layers(model, QuantConfig(k=8, d=2, rules=rules)) == {"bad": (8, 2), "tiny": (4, 2), "fine": (8, 2)}
+    assert plan_layers(model, QuantConfig(k=8, d=2, rules=rules)) == {"bad": (8, 2), "tiny": (2, 1), "fine": (8, 2)}
+
+
+def test_k_capped_for_layers_with_few_sub_vectors(caplog):
+    model = nn.Sequential(OrderedDict(small=nn.Linear(4, 6), big=nn.Linear(16, 16)))  # 24 / 2 = 12 sub-vectors
+    with caplog.at_level("WARNING"):
+        assert plan_layers(model, QuantConfig(k=16, d=2)) == {"small": (8, 2), "big": (16, 2)}
+    assert "small: 12 sub-vectors < k=16, using k=8" in caplog.text
+    compressed = compress_model(model, QuantConfig(k=16, d=2), "m")
+    assert compressed.layers["small"].k == 8 and compressed.layers["small"].codebook.shape == (8, 2)
 
 
 def test_config_errors():
@@ -116,6 +126,14 @@ def test_hessian_without_importance(tiny_convnet):
         compress_model(tiny_convnet(), QuantConfig(k=4, d=4, hessian=True), "tiny")
     with pytest.raises(ConfigError, match="importance"):
         compress_model(tiny_convnet(), QuantConfig(k=4, d=4, hessian=True), "tiny", importance={})
+    model = tiny_convnet()
+    partial = {n: torch.ones_like(m.weight) for n, m in model.named_modules() if n in ("0", "2")}
+    partial["2"] = torch.ones(3)
+    with pytest.raises(ConfigError) as info:
+        compress_model(model, QuantConfig(k=4, d=4, hessian=True), "tiny", importance=partial)
+    msg = str(info.value)
+    assert "2: importance [3] != weight [16, 1, 3, 3]" in msg
+    assert all(f"{n}: no importance estimate" in msg for n in ("4", "6", "9")) and "0:" not in msg
 
 
 def test_fisher_diagonal_matches_closed_form():
