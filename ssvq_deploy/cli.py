@@ -75,6 +75,43 @@ def cmd_export(args) -> None:
     print(f"decode: {r['decode']}\nreport: {config.out_dir() / 'report.json'}")
 
 
+def cmd_finetune(args) -> None:
+    import dataclasses
+    import json
+    import os
+
+    import torch.distributed as dist
+
+    from .atomic import ensure_writable_dir, write_text
+    from .format import save
+    from .models import load_model
+    from .pipeline import COMPRESSED_FILE, compress, finetune_compressed, load_compressed
+
+    recipe = _recipe(args)
+    changes = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "lr_mask": args.lr_mask,
+               "theta": args.theta}
+    config = dataclasses.replace(recipe.finetune, **{k: v for k, v in changes.items() if v is not None})
+    out = ensure_writable_dir(args.out)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
+        dist.init_process_group("gloo")
+    if args.compressed:
+        original, compressed = load_model(recipe.model, args.weights), load_compressed(args.compressed)
+    else:
+        result = compress(recipe, args.weights, progress=True)
+        original, compressed = result.original, result.compressed
+    tuned, summary = finetune_compressed(original, compressed, config, args.crops_per_photo, progress=True)
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return
+    save(tuned, out / COMPRESSED_FILE)
+    write_text(out / "finetune.json", json.dumps({"model": args.model, **summary}, indent=2))
+    b, a = summary["held_out_before"], summary["held_out_after"]
+    print(f"held-out photos, agreement with fp32: top-1 {b['top1']:.2f} -> {a['top1']:.2f}, "
+          f"top-5 {b['top5']:.2f} -> {a['top5']:.2f}, KL {b['kl']:.3f} -> {a['kl']:.3f}")
+    print(f"{summary['steps']} steps, loss {summary['loss_first']:.4f} -> {summary['loss_last']:.4f}, "
+          f"signs flipped {summary['signs']['flipped']} / frozen {summary['signs']['frozen']} of "
+          f"{summary['signs']['signs']}\nsaved {out / COMPRESSED_FILE} (export it with tools/export.py --compressed)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssvq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export to ONNX with SSVQDecode, verify, and compare with fp32 and int8")
     add_export_args(p)
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("finetune", help="distil the fp32 model into its compressed form on the bundled photos "
+                                        "(runs under torchrun too)")
+    _add_quant_args(p)
+    p.add_argument("--compressed", help="start from this compressed file instead of running k-means")
+    p.add_argument("--epochs", type=int, help="default from the recipe")
+    p.add_argument("--batch-size", type=int, help="global batch; default from the recipe")
+    p.add_argument("--lr", type=float, help="codebook learning rate; default from the recipe")
+    p.add_argument("--lr-mask", type=float, help="sign-latent learning rate; default from the recipe")
+    p.add_argument("--theta", type=int, help="flips before a sign freezes; default from the recipe")
+    p.add_argument("--crops-per-photo", type=int, default=16, help="random crops of each training photo per epoch")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_finetune)
     return parser
 
 

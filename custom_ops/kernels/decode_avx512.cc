@@ -3,12 +3,13 @@
 // dispatch (decode.cc) only calls in when cpu_has_avx512().
 //
 // Paths, picked per layer (the remainder after the last full group always goes to decode_range_ref):
-//   d = 8, 16   groups of 8 vectors, whose 8 codes fill exactly b bytes; b is a template parameter (1..16) so the
-//               codes come out of one 64/128-bit word with constant shifts; codewords are 256/512-bit row loads.
-//   d = 1, 2, 4 groups of 16 vectors (2b bytes of codes) spread over d zmm registers; codes are unpacked per lane
-//               (byte shuffle for b <= 8, 32-bit gather above), codewords come from a register permute when the
-//               codebook fits in 16 or 32 floats, else from a gather.
-//   any other d one vector at a time with masked loads/stores of 16 floats.
+//   d = 4, 8, 16  groups of 8 vectors, whose 8 codes fill exactly b bytes; b is a template parameter (1..16) so
+//                 the codes come out of one 64/128-bit word with constant shifts; codewords are 128/256/512-bit row
+//                 loads (d = 4 only from k = 16 on; smaller codebooks take the permute path below).
+//   d = 1, 2, 4   groups of 16 vectors (2b bytes of codes) spread over d zmm registers; codes are unpacked per lane
+//                 (byte shuffle for b <= 8, 32-bit gather above), codewords come from a register permute when the
+//                 codebook fits in 16 or 32 floats, else from a gather.
+//   any other d   one vector at a time with masked loads/stores of 16 floats.
 // Signs: 16 consecutive sign bits are exactly an AVX-512 lane mask; a masked XOR flips the IEEE sign bit.
 #include <immintrin.h>
 
@@ -49,7 +50,7 @@ SSVQ_AVX512 inline __m512 flip_signs(__m512 v, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_mask_xor_epi32(x, m, x, _mm512_set1_epi32(int(kSignBit))));
 }
 
-// ---- d = 8 / 16: groups of 8 vectors = B bytes of codes -------------------------------------------------------
+// ---- d = 4 / 8 / 16: groups of 8 vectors = B bytes of codes -------------------------------------------------------
 
 template <int B>
 struct Codes8 {  // the 8 B-bit codes of a group, from exactly B bytes
@@ -68,16 +69,26 @@ struct Codes8 {  // the 8 B-bit codes of a group, from exactly B bytes
 };
 
 template <int D, int B, bool kSigns>
-SSVQ_AVX512 int64_t decode_d8_d16(const DecodeArgs& a) {
-    static_assert(D == 8 || D == 16, "rows of 256 or 512 bits");
+SSVQ_AVX512 int64_t decode_rows(const DecodeArgs& a) {
+    static_assert(D == 4 || D == 8 || D == 16, "rows of 128, 256 or 512 bits");
     const int64_t groups = a.n_vec / 8;
     const float* cb = a.codebook;
     for (int64_t g = 0; g < groups; ++g) {
         const Codes8<B> codes(a.indices + g * B);
         float* out = a.out + g * 8 * D;
-        uint64_t s[D / 8] = {};  // the group's 8*D sign bits
+        uint64_t s[(D + 7) / 8] = {};  // the group's 8*D sign bits
         if constexpr (kSigns) std::memcpy(s, a.signs + g * D, D);
-        if constexpr (D == 8) {
+        if constexpr (D == 4) {
+            for (int p = 0; p < 2; ++p) {
+                const uint32_t* c = codes.c + 4 * p;
+                __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(cb + c[0] * 4));
+                v = _mm512_insertf32x4(v, _mm_loadu_ps(cb + c[1] * 4), 1);
+                v = _mm512_insertf32x4(v, _mm_loadu_ps(cb + c[2] * 4), 2);
+                v = _mm512_insertf32x4(v, _mm_loadu_ps(cb + c[3] * 4), 3);
+                if constexpr (kSigns) v = flip_signs(v, __mmask16(s[0] >> (16 * p)));
+                _mm512_storeu_ps(out + 16 * p, v);
+            }
+        } else if constexpr (D == 8) {
             for (int p = 0; p < 4; ++p) {
                 __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(cb + codes.c[2 * p] * 8)),
                                               _mm256_loadu_ps(cb + codes.c[2 * p + 1] * 8), 1);
@@ -99,11 +110,13 @@ using GroupKernel = int64_t (*)(const DecodeArgs&);
 
 template <int D, bool kSigns, int... Bs>
 constexpr auto make_table(std::integer_sequence<int, Bs...>) {
-    return std::array<GroupKernel, sizeof...(Bs)>{decode_d8_d16<D, Bs + 1, kSigns>...};
+    return std::array<GroupKernel, sizeof...(Bs)>{decode_rows<D, Bs + 1, kSigns>...};
 }
 
-// table[d == 16][signs][bits - 1]
-const std::array<GroupKernel, 16> kRowKernels[2][2] = {
+// kRowKernels[log2(d) - 2][signs][bits - 1] for d = 4, 8, 16
+const std::array<GroupKernel, 16> kRowKernels[3][2] = {
+    {make_table<4, false>(std::make_integer_sequence<int, 16>{}),
+     make_table<4, true>(std::make_integer_sequence<int, 16>{})},
     {make_table<8, false>(std::make_integer_sequence<int, 16>{}),
      make_table<8, true>(std::make_integer_sequence<int, 16>{})},
     {make_table<16, false>(std::make_integer_sequence<int, 16>{}),
@@ -231,11 +244,14 @@ void decode_avx512(const DecodeArgs& a) {
     const bool signs = a.signs != nullptr;
     int64_t done;
     switch (a.d) {
-        case 8:
-        case 16: done = kRowKernels[a.d == 16][signs][a.bits - 1](a); break;
+        case 8: done = kRowKernels[1][signs][a.bits - 1](a); break;
+        case 16: done = kRowKernels[2][signs][a.bits - 1](a); break;
         case 1: done = signs ? decode_small_d_dispatch<1, true>(a) : decode_small_d_dispatch<1, false>(a); break;
         case 2: done = signs ? decode_small_d_dispatch<2, true>(a) : decode_small_d_dispatch<2, false>(a); break;
-        case 4: done = signs ? decode_small_d_dispatch<4, true>(a) : decode_small_d_dispatch<4, false>(a); break;
+        case 4:  // a register permute while the codebook fits in 32 floats, else 128-bit row loads
+            done = a.bits <= 3 ? (signs ? decode_small_d_dispatch<4, true>(a) : decode_small_d_dispatch<4, false>(a))
+                               : kRowKernels[0][signs][a.bits - 1](a);
+            break;
         default: done = signs ? decode_generic<true>(a) : decode_generic<false>(a); break;
     }
     if (done < a.n_vec) decode_range_ref(a, done, a.n_vec);

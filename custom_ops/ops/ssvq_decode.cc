@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -65,25 +66,43 @@ const char* type_name(ONNXTensorElementDataType type) {
     }
 }
 
-template <typename T>
-bool try_attribute(const Ort::ConstKernelInfo& info, const char* name, T* out) {
-    try {
-        *out = info.GetAttribute<T>(name);
-        return true;
-    } catch (const Ort::Exception&) {  // absent, or of another type
-        return false;
-    }
+// Attribute readers over the C API: an absent attribute is an ordinary outcome here, not an exception.
+bool release_if_error(OrtStatus* status) {
+    if (status == nullptr) return false;
+    Ort::GetApi().ReleaseStatus(status);
+    return true;
 }
 
-Attributes read_attributes(const Ort::ConstKernelInfo& info) {
+bool try_attribute(const OrtKernelInfo* info, const char* name, int64_t* out) {
+    return !release_if_error(Ort::GetApi().KernelInfoGetAttribute_int64(info, name, out));
+}
+
+bool try_attribute(const OrtKernelInfo* info, const char* name, std::string* out) {
+    size_t size = 0;  // including the terminating NUL
+    if (release_if_error(Ort::GetApi().KernelInfoGetAttribute_string(info, name, nullptr, &size))) return false;
+    std::string text(size, '\0');
+    if (release_if_error(Ort::GetApi().KernelInfoGetAttribute_string(info, name, &text[0], &size))) return false;
+    text.resize(size > 0 ? size - 1 : 0);
+    *out = std::move(text);
+    return true;
+}
+
+bool try_attribute(const OrtKernelInfo* info, const char* name, std::vector<int64_t>* out) {
+    size_t size = 0;
+    if (release_if_error(Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, nullptr, &size))) return false;
+    std::vector<int64_t> values(size);
+    if (size > 0 &&
+        release_if_error(Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, values.data(), &size)))
+        return false;
+    *out = std::move(values);
+    return true;
+}
+
+Attributes read_attributes(const OrtKernelInfo* info) {
     Attributes a;
     if (!try_attribute(info, "k", &a.k)) throw OpError{"expected int attribute k, got none"};
     if (!try_attribute(info, "d", &a.d)) throw OpError{"expected int attribute d, got none"};
-    try {
-        a.shape = info.GetAttributes<int64_t>("shape");
-    } catch (const Ort::Exception&) {
-        throw OpError{"expected ints attribute shape, got none"};
-    }
+    if (!try_attribute(info, "shape", &a.shape)) throw OpError{"expected ints attribute shape, got none"};
     int64_t version = format::kFormatVersion;
     try_attribute(info, "format_version", &version);
     std::string layout = format::kLayoutFlat;
@@ -181,7 +200,7 @@ class SSVQDecodeKernel {
         }
         return guarded(node, [&] {
             const Ort::ConstKernelInfo info{raw_info};
-            auto self = std::make_unique<SSVQDecodeKernel>(node, read_attributes(info));
+            auto self = std::make_unique<SSVQDecodeKernel>(node, read_attributes(raw_info));
             self->try_decode_constants(info);
             *kernel = self.release();
         });
