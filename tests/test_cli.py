@@ -76,17 +76,6 @@ def test_unknown_recipe():
         load_recipe("nope")
 
 
-@contextlib.contextmanager
-def _one_torch_thread():
-    """One intra-op thread: on this 2-core machine, OpenMP barriers stall badly whenever another process is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _main(argv):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -97,16 +86,9 @@ def _main(argv):
 @pytest.fixture(scope="module")
 def compressed_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "out"
-    with _one_torch_thread():
-        rc, stdout, stderr = _main(["compress", "--model", "mobilenetv2_ssvq", "--k", "8", "--out", str(out)])
+    rc, stdout, stderr = _main(["compress", "--model", "mobilenetv2_ssvq", "--k", "8", "--out", str(out)])
     assert rc == 0, stderr
     return out, stdout
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with _one_torch_thread():
-        yield
 
 
 def test_compress_report(compressed_run):

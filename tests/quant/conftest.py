@@ -19,12 +19,3 @@ def _tiny_convnet(seed: int = 0) -> nn.Sequential:
 def tiny_convnet():
     """Factory: tiny_convnet(seed=0) -> a fresh deterministic model."""
     return _tiny_convnet
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on this 2-core machine, OpenMP barriers stall badly whenever another process is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
