@@ -112,6 +112,49 @@ def cmd_finetune(args) -> None:
           f"{summary['signs']['signs']}\nsaved {out / COMPRESSED_FILE} (export it with tools/export.py --compressed)")
 
 
+def cmd_study(args) -> None:
+    from .study import COLUMNS, StudyConfig, run_study
+    config = StudyConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                         crops_per_photo=args.crops_per_photo, seed=args.seed, out=args.out)
+    result = run_study(config)
+    print(format_table(result["rows"], COLUMNS))
+    print(f"\n{result['held_out']}; {result['seconds']} s\nwrote {config.out_dir()}/study.md, study.json, study.png")
+
+
+def add_emulate_args(p: argparse.ArgumentParser) -> None:
+    """Options of ``ssvq emulate`` and ``tools/emulate.py``."""
+    _add_quant_args(p)
+    p.add_argument("--preset", default="paper_edge",
+                   help="accelerator preset: paper_edge (default) or lpddr4_soc, see docs/accelerator.md")
+    p.add_argument("--compressed", help="emulate this compressed file instead of running k-means")
+    p.add_argument("--onnx", help="emulate this exported SSVQ ONNX model (ssvq export's ssvq.onnx)")
+    p.add_argument("--images", type=int, default=4,
+                   help="bundled photos run through the engine and the integer reference (default 4)")
+    p.add_argument("--size", type=int, help="input resolution (default: the model's, 224 for MobileNetV2)")
+    p.add_argument("--requant", default="gemmlowp", choices=["gemmlowp", "fp32"],
+                   help="output stage: gemmlowp fixed point (default) or fp32 as ONNX Runtime")
+    p.add_argument("--out", help="output folder (default out/<model>/emulate_<preset>)")
+
+
+def cmd_emulate(args) -> None:
+    from .emulator.job import EmulateConfig, run_emulation
+    from .emulator.report import LAYER_COLUMNS, STAGE_COLUMNS
+    config = EmulateConfig(model=args.model, preset=args.preset, weights=args.weights, k=args.k, d=args.d,
+                           method=args.method, hessian=args.hessian, compressed=args.compressed, onnx=args.onnx,
+                           images=args.images, size=args.size, requant=args.requant, out=args.out)
+    r = run_emulation(config)
+    print(format_table(r["layers"], LAYER_COLUMNS))
+    print()
+    print(format_table(r["stages"], STAGE_COLUMNS))
+    cycles, dram, ms = r["cycles"], r["dram_bytes"], r["latency_ms"]
+    print(f"\n{r['model']} on {r['preset']}, input {r['input_shape']}: cycles int8 {cycles['int8']} ssvq "
+          f"{cycles['ssvq']} ({ms['int8']:.3f} ms vs {ms['ssvq']:.3f} ms), DRAM bytes int8 {dram['int8']} ssvq "
+          f"{dram['ssvq']}")
+    print(f"speedup_vs_int8 {r['speedup_vs_int8']:.2f}x; bit_exact {r['bit_exact']} (engine == integer reference "
+          f"on {len(r['verify_images'])} photo(s), {r['requant']} requant); {r['seconds']} s")
+    print(f"report: {config.out_dir() / 'report.json'}\nplot: {r['plot']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssvq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops-per-photo", type=int, default=16, help="random crops of each training photo per epoch")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_finetune)
+    p = sub.add_parser("study", help="SSVQ vs VQ at equal bits, before and after the same fine-tuning budget")
+    p.add_argument("--model", default="mobilenetv2_ssvq", help="recipe name")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--crops-per-photo", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default out/study_<model>)")
+    p.set_defaults(func=cmd_study)
+    p = sub.add_parser("emulate", help="bit-accurate accelerator emulation: cycles, DRAM bytes, speedup vs int8")
+    add_emulate_args(p)
+    p.set_defaults(func=cmd_emulate)
     return parser
 
 
