@@ -3,8 +3,10 @@
 // ORT_API_MANUAL_INIT, so it loads into any ONNX Runtime that still serves that API version (1.21 and later).
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
+#include "ops/fused_ops.h"
 #include "ops/ssvq_decode.h"
 
 #define SSVQ_STR_(x) #x
@@ -12,11 +14,36 @@
 
 namespace {
 
-// Domains must outlive every session that uses them; they are released when the library is unloaded.
+// Domains and the per-registration fused ops must outlive every session that uses them; they are released when
+// the library is unloaded.
 struct DomainKeeper {
     std::mutex mutex;
     std::vector<Ort::CustomOpDomain> domains;
+    std::vector<std::shared_ptr<OrtCustomOp>> ops;
 };
+
+// A session config entry, or `fallback` when absent.
+std::string config_entry(const OrtApi* api, const OrtSessionOptions* options, const char* key, const char* fallback) {
+    int has = 0;
+    OrtStatus* status = api->HasSessionConfigEntry(options, key, &has);
+    if (status != nullptr) {
+        api->ReleaseStatus(status);
+        return fallback;
+    }
+    if (!has) return fallback;
+    size_t size = 0;
+    if ((status = api->GetSessionConfigEntry(options, key, nullptr, &size)) != nullptr) {
+        api->ReleaseStatus(status);
+        return fallback;
+    }
+    std::string value(size, '\0');
+    if ((status = api->GetSessionConfigEntry(options, key, &value[0], &size)) != nullptr) {
+        api->ReleaseStatus(status);
+        return fallback;
+    }
+    value.resize(size > 0 ? size - 1 : 0);
+    return value;
+}
 
 DomainKeeper& domain_keeper() {
     static DomainKeeper keeper;
@@ -33,13 +60,31 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
             ORT_FAIL, "[SSVQDecode] libssvq_ort.so needs ONNX Runtime C API version " SSVQ_STR(ORT_API_VERSION) " or newer");
     }
     Ort::InitApi(api);
+    ssvq::OpConfig config;
+    const std::string kernels = config_entry(api, options, ssvq::kConfigKernels, "auto");
+    if (kernels == "auto") {
+        config.kernels = &ssvq::best_fused_kernels();
+    } else {
+        config.kernels = ssvq::find_fused_kernels(kernels.c_str());
+        if (config.kernels == nullptr || !config.kernels->supported()) {
+            const std::string text = std::string("[SSVQ] session config ") + ssvq::kConfigKernels + "=\"" + kernels +
+                                     "\": expected auto, avx512vnni, avx2 or ref (supported by this CPU)";
+            return api->CreateStatus(ORT_INVALID_ARGUMENT, text.c_str());
+        }
+    }
+    config.report_path = config_entry(api, options, ssvq::kConfigReport, "");
     try {
         Ort::CustomOpDomain domain(ssvq::kOpDomain);
         domain.Add(ssvq::ssvq_decode_op());
+        std::shared_ptr<OrtCustomOp> conv = ssvq::make_ssvq_conv_op(config), gemm = ssvq::make_ssvq_gemm_op(config);
+        domain.Add(conv.get());
+        domain.Add(gemm.get());
         Ort::UnownedSessionOptions(options).Add(domain);
         DomainKeeper& keeper = domain_keeper();
         std::lock_guard<std::mutex> lock(keeper.mutex);
         keeper.domains.push_back(std::move(domain));
+        keeper.ops.push_back(std::move(conv));
+        keeper.ops.push_back(std::move(gemm));
     } catch (const Ort::Exception& e) {
         return api->CreateStatus(e.GetOrtErrorCode(), e.what());
     } catch (const std::exception& e) {

@@ -18,7 +18,7 @@ def _add_quant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--d", type=int, help="sub-vector length; default from the recipe")
     p.add_argument("--method", choices=["ssvq", "vq"], help="default from the recipe")
     p.add_argument("--hessian", action="store_true", default=None,
-                   help="weight k-means by a Fisher-diagonal estimate from the bundled photos")
+                   help="weight k-means by a Fisher-diagonal estimate from the bundled training photos")
 
 
 def _recipe(args):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .atomic import ensure_writable_dir, write_text
-from .data import PHOTOS, photo_batch, random_crops, split_by_source
+from .data import photo_batch, random_crops, split_by_source
 from .fidelity import agreement
 from .format import CompressedModel, load, save
 from .models import load_model, load_state, model_spec
@@ -36,12 +36,13 @@ class Compression:
 
 def compress(recipe: Recipe, weights: str | Path | None = None, progress: bool = False) -> Compression:
     """Load the recipe's model (``weights`` or its default pretrained file) and compress it. With
-    ``recipe.quant.hessian``, k-means is weighted by the Fisher diagonal measured on the bundled photos."""
+    ``recipe.quant.hessian``, k-means is weighted by the Fisher diagonal measured on the training photos."""
     original = load_model(recipe.model, weights)
     importance = None
-    if recipe.quant.hessian:
-        log.info("estimating the Fisher diagonal on %d photos", len(PHOTOS))
-        importance = fisher_diagonal(original, photo_batch()[1])
+    if recipe.quant.hessian:  # calibration on the training photos only: the held-out ones judge fidelity
+        names, images = photo_batch(split_by_source()[0])
+        log.info("estimating the Fisher diagonal on %d training photos", len(names))
+        importance = fisher_diagonal(original, images)
     compressed = compress_model(original, recipe.quant, recipe.model, importance, progress=progress)
     compressed.meta["recipe"] = recipe.name
     return Compression(original, compressed, compression_report(original, compressed))

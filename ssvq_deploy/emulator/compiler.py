@@ -122,7 +122,7 @@ def _add(op: AddOp, qparams: dict[str, QParams]) -> QAdd:
     out_q = qparams[op.output]
     twice_max = 2.0 * max(qa.scale, qb.scale)
     lo, hi = _clamp_range(out_q, op.clip)
-    return QAdd(op.inputs, op.output, (qa, qb), out_q, lo, hi, ADD_LEFT_SHIFT,
+    return QAdd(op.name, op.inputs, op.output, (qa, qb), out_q, lo, hi, ADD_LEFT_SHIFT,
                 (quantize_multiplier(qa.scale / twice_max), quantize_multiplier(qb.scale / twice_max)),
                 quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * out_q.scale)))
 
@@ -131,8 +131,9 @@ def _pool(op: GlobalPoolOp, cal: Calibration, qparams: dict[str, QParams]) -> QG
     in_q, out_q = qparams[op.input], qparams[op.output]
     count = int(np.prod(cal.shapes[op.input][2:]))
     real = in_q.scale / (out_q.scale * count)
-    return QGlobalPool(op.input, op.output, in_q, out_q, count,
-                       Requant.from_real(np.array([real]), np.array([real], np.float32)))
+    scale_f32 = np.float32(in_q.scale) / (np.float32(out_q.scale) * np.float32(count))  # ORT's float32 order
+    return QGlobalPool(op.name, op.input, op.output, in_q, out_q, count,
+                       Requant.from_real(np.array([real]), np.array([scale_f32], np.float32)))
 
 
 def compile_network(graph: Graph, cal: Calibration, requant_mode: str = "gemmlowp") -> QuantizedNetwork:

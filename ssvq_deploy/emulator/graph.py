@@ -66,6 +66,7 @@ class ConvOp:
 
 @dataclass(frozen=True)
 class AddOp:
+    name: str
     inputs: tuple[str, str]
     output: str
     clip: tuple[float, float] | None = None
@@ -73,6 +74,7 @@ class AddOp:
 
 @dataclass(frozen=True)
 class GlobalPoolOp:
+    name: str
     input: str
     output: str
 
@@ -88,6 +90,12 @@ class Graph:
 
     def conv_ops(self) -> list[ConvOp]:
         return [op for op in self.ops if isinstance(op, ConvOp)]
+
+
+def _short_name(node: onnx.NodeProto) -> str:
+    """'features.3.Add' for the exporter's '/features/features.3/Add'; the output name when unnamed."""
+    parts = [p for p in node.name.split("/") if p]
+    return ".".join(parts[-2:]) if parts else node.output[0]
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
@@ -114,12 +122,15 @@ class _Reader:
     def __init__(self, model: onnx.ModelProto):
         self.graph = model.graph
         self.values = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.values.update({n.output[0]: numpy_helper.to_array(_attrs(n)["value"]) for n in self.graph.node
+                            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and "value" in _attrs(n)})
         self.consumers: dict[str, list[onnx.NodeProto]] = {}
         for node in self.graph.node:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
         self.alias: dict[str, str] = {}
         self.fused: set[int] = set()
+        self.packed: dict[str, PackedLayer] = {}
         self.ops: list[Op] = []
         self.problems: list[str] = []
 
@@ -204,7 +215,6 @@ class _Reader:
     def read(self) -> Graph:
         nodes = list(self.graph.node)
         index = {id(n): i for i, n in enumerate(nodes)}
-        self.packed: dict[str, PackedLayer] = {}
         for i, node in enumerate(nodes):
             if i in self.fused:
                 continue
@@ -212,8 +222,8 @@ class _Reader:
                 self.packed[node.output[0]] = _packed(node, self.values)
             elif node.domain not in ("", "ai.onnx"):
                 self.problems.append(f"{node.name}: op {node.domain}.{node.op_type} is not supported")
-            elif node.op_type == "Constant":
-                self.values[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
+            elif node.op_type == "Constant" and node.output[0] in self.values:
+                continue
             elif node.op_type in ("Conv", "Gemm"):
                 self.conv(node, index)
             elif node.op_type == "Add":
@@ -227,9 +237,10 @@ class _Reader:
                     clip = self.clip_bounds(act)
                     self.fused.add(index[id(act)])
                     output = act.output[0]
-                self.ops.append(AddOp((self.name(node.input[0]), self.name(node.input[1])), output, clip))
+                self.ops.append(AddOp(_short_name(node), (self.name(node.input[0]), self.name(node.input[1])), output,
+                                      clip))
             elif node.op_type == "GlobalAveragePool":
-                self.ops.append(GlobalPoolOp(self.name(node.input[0]), node.output[0]))
+                self.ops.append(GlobalPoolOp(_short_name(node), self.name(node.input[0]), node.output[0]))
             elif node.op_type in ("Flatten", "Identity", "Dropout"):
                 self.alias[node.output[0]] = self.name(node.input[0])
             else:

@@ -130,6 +130,7 @@ class QConv:
 class QAdd:
     """Residual add of two int8 tensors with their own scales (TFLite ADD: inputs left-shifted by 20 bits)."""
 
+    name: str
     inputs: tuple[str, str]
     output: str
     input_q: tuple[QParams, QParams]
@@ -145,6 +146,7 @@ class QAdd:
 class QGlobalPool:
     """Global average pool: int32 sum of (q - zp) over H*W, requantised by input_scale / (output_scale * H*W)."""
 
+    name: str
     input: str
     output: str
     input_q: QParams

@@ -21,6 +21,7 @@ from ..atomic import atomic_path
 from ..errors import SSVQError
 from ..format import CompressedModel, PackedLayer
 from .decode_node import DOMAIN, DOMAIN_VERSION, ONNX_OPSET, decode_node
+from .fused_schema import register_fused_schemas
 from .op_schema import register_schema
 from .portable import decode_functions
 
@@ -56,8 +57,11 @@ def _consumer_problem(tensor: str, uses: list[tuple[onnx.NodeProto, int]]) -> st
     """Why ``tensor`` cannot be fed by SSVQDecode's flat OIHW/[out, in] output, or None if it can."""
     for node, slot in uses:
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        if not (slot == 1 and (node.op_type == "Conv" or (node.op_type == "Gemm" and trans_b == 1))):
-            return f"{tensor}: consumed by {node.op_type} input {slot} (need Conv weight or Gemm transB=1 weight)"
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        transposed = node.op_type == "Transpose" and perm == [1, 0]  # Linear on 3-D input: MatMul(x, W^T)
+        if not (transposed or (slot == 1 and (node.op_type == "Conv" or (node.op_type == "Gemm" and trans_b == 1)))):
+            return (f"{tensor}: consumed by {node.op_type} input {slot} (need Conv weight, Gemm transB=1 weight or "
+                    f"Transpose(perm=[1, 0]))")
     return None
 
 
@@ -95,6 +99,7 @@ def replace_weights(model: onnx.ModelProto, layers: dict[str, PackedLayer], port
 def check(model: onnx.ModelProto) -> None:
     """Full ONNX check with shape inference; a failure is an error, never a warning."""
     register_schema()
+    register_fused_schemas()
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
