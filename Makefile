@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 LIBRARY := build/custom_ops/libssvq_ort.so
 
-.PHONY: demo test build clean
+.PHONY: demo test build edge-check clean
 
 demo: $(STAMP) build
 	$(PY) tools/export.py --model mobilenetv2_ssvq
@@ -13,6 +13,13 @@ test: $(STAMP) build
 
 build:
 	bash custom_ops/build.sh
+
+# aarch64: cross-build the op library and the C++ runner, run them under qemu-user, compare with x86-64.
+edge-check: $(STAMP) build
+	command -v aarch64-linux-gnu-g++ >/dev/null || \
+		(apt-get update -q && apt-get install -y -q --no-install-recommends g++-aarch64-linux-gnu)
+	bash custom_ops/build_edge.sh
+	$(PY) -m pytest -q -rs tests/edge
 
 # torch first and pinned: pip takes the CPU wheel on this disk instead of resolving a CUDA build.
 $(STAMP): pyproject.toml

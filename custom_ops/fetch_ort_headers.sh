@@ -11,8 +11,6 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="${SSVQ_ORT_HEADERS_DIR:-$repo/build/ort-headers}"
-mirror="${SSVQ_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-suite="trixie"
 
 find_header_dir() {  # $1: a folder; prints the folder holding onnxruntime_cxx_api.h, if any
     local base="$1"
@@ -39,39 +37,7 @@ if dir="$(find_header_dir "$dest/root/usr/include")"; then
     exit 0
 fi
 
-for tool in apt-get dpkg; do
-    command -v "$tool" >/dev/null || { echo "fetch_ort_headers.sh: $tool not found; set SSVQ_ORT_INCLUDE_DIR to a folder holding onnxruntime_cxx_api.h" >&2; exit 1; }
-done
-
-apt_dir="$dest/apt"
-mkdir -p "$apt_dir/state/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/download"
-# Signatures are checked against the system's Debian archive keys (bookworm's keyring already ships trixie's).
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-if [[ -f "$keyring" ]]; then
-    echo "deb [signed-by=$keyring] $mirror $suite main" > "$apt_dir/sources.list"
-else
-    echo "deb $mirror $suite main" > "$apt_dir/sources.list"
-fi
-: > "$apt_dir/status"
-apt_opts=(
-    -o "Dir::Etc::sourcelist=$apt_dir/sources.list"
-    -o "Dir::Etc::sourceparts=-"
-    -o "Dir::State=$apt_dir/state"
-    -o "Dir::State::status=$apt_dir/status"
-    -o "Dir::Cache=$apt_dir/cache"
-    -o "APT::Sandbox::User=$(id -un)"
-    -o "Debug::NoLocking=1"
-    -o "Acquire::Languages=none"
-    -o "APT::Architecture=amd64"
-    -o "APT::Architectures::=amd64"
-)
-echo "fetch_ort_headers.sh: downloading libonnxruntime-dev from $mirror $suite main (not installing)" >&2
-apt-get -q "${apt_opts[@]}" update >&2
-(cd "$apt_dir/download" && apt-get -q "${apt_opts[@]}" download libonnxruntime-dev >&2)
-deb="$(ls "$apt_dir"/download/libonnxruntime-dev_*.deb | head -n 1)"
-mkdir -p "$dest/root"
-dpkg -x "$deb" "$dest/root"
-rm -rf "$apt_dir/state/lists" "$apt_dir/cache"  # the index is large and no longer needed
+deb="$(bash "$repo/custom_ops/fetch_deb.sh" libonnxruntime-dev "$dest" | tail -n 1)"
 
 if dir="$(find_header_dir "$dest/root/usr/include")"; then
     echo "$dir"

@@ -154,7 +154,5 @@ def compile_network(graph: Graph, cal: Calibration, requant_mode: str = "gemmlow
             ops.append(_pool(op, cal, qparams))
     if problems:
         raise GraphError("cannot compile this graph for the accelerator:\n  " + "\n  ".join(problems))
-    kinds = [op.weights.kind for op in ops if isinstance(op, QConv)]
-    majority = max(set(kinds), key=kinds.count) if kinds else "int8"
     return QuantizedNetwork(graph.input, graph.output, qparams[graph.input], tuple(ops), dict(cal.shapes),
-                            requant_mode, majority, {"calibration_images": cal.images})
+                            requant_mode)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from ..errors import SSVQError
-from ..export.decode_node import DOMAIN, OP_TYPE
+from ..format.op_contract import DOMAIN, OP_TYPE
 from ..format import PackedLayer
 
 DECODE_OPS = {OP_TYPE, "VQDecode"}  # VQDecode: the portable export's name for a sign-less (VQ) decode
@@ -45,10 +45,6 @@ class ConvOp:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.weight.shape)
-
-    @property
-    def kernel(self) -> tuple[int, int]:
-        return (1, 1) if self.linear else (self.shape[2], self.shape[3])
 
     def float_weight(self) -> np.ndarray:
         """float32 weight; packed layers through the golden decoder."""

@@ -8,7 +8,7 @@ the packed SSVQ/VQ format with an int8 codebook (``CodebookWeights``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -169,8 +169,6 @@ class QuantizedNetwork:
     ops: tuple[QOp, ...]
     shapes: dict[str, tuple[int, ...]]
     requant_mode: str
-    weights_kind: str  # "int8" or "ssvq" (the majority of the conv layers; mixed networks are allowed)
-    meta: dict = field(default_factory=dict)
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         return self.input_q.quantize(x)

@@ -6,10 +6,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..format import FORMAT_VERSION, PackedLayer
-
-DOMAIN = "ai.ssvq"
-DOMAIN_VERSION = 1
-OP_TYPE = "SSVQDecode"
+from ..format.op_contract import DOMAIN, DOMAIN_VERSION, OP_TYPE
 ONNX_OPSET = 18  # standard-op opset of every exported graph (BitwiseAnd for the portable decode needs 18)
 
 

@@ -9,7 +9,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..format import decode_parts
-from ..export.decode_node import DOMAIN, OP_TYPE
+from ..format.op_contract import DOMAIN, OP_TYPE
 
 
 def decode_at_load(model: onnx.ModelProto) -> onnx.ModelProto:
