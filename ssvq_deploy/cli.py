@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .errors import SSVQError
@@ -56,6 +57,9 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compressed", help="reuse a compressed or fine-tuned file instead of running k-means")
     p.add_argument("--portable", action="store_true",
                    help="decode with an ONNX function of standard ops: runs on stock ONNX Runtime, no library")
+    p.add_argument("--fused", nargs="?", const="int8", choices=["int8", "float"],
+                   help="also build ssvq_fused.onnx: SSVQConv/SSVQGemm straight from the packed weights "
+                        "(int8 numerics by default; float matches PyTorch within 1e-4)")
     p.add_argument("--out", help="output folder (default out/<model>)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for every timed session (default 1)")
     p.add_argument("--runs", type=int, default=100, help="timed runs per build after warm-up (default 100)")
@@ -66,7 +70,7 @@ def cmd_export(args) -> None:
     config = ExportConfig(model=args.model, weights=args.weights, k=args.k, d=args.d, method=args.method,
                           hessian=args.hessian,
                           compressed=args.compressed, portable=args.portable, out=args.out, threads=args.threads,
-                          runs=args.runs)
+                          runs=args.runs, fused=args.fused)
     r = run_export(config)
     print(export_table(r))
     print(f"\n{r['model']}: compression ratio {r['compression_ratio']:.2f}x ({r['bits_per_weight']:.3f} bits/weight), "
@@ -155,6 +159,20 @@ def cmd_emulate(args) -> None:
     print(f"report: {config.out_dir() / 'report.json'}\nplot: {r['plot']}")
 
 
+def cmd_bench(args) -> None:
+    from .bench.harness import BenchConfig, markdown, run_bench
+    config = BenchConfig(workloads=tuple(args.workloads), threads=tuple(args.threads), runs=args.runs,
+                         warmup=args.warmup, out=args.out, compressed=args.compressed)
+    r = run_bench(config, progress=lambda message: print(f"[bench] {message}", file=sys.stderr))
+    print(markdown(r))
+    fallbacks = sorted({f for row in r["rows"] for f in row["fallbacks"]})
+    if fallbacks:
+        print(f"\n!!! FALLBACK: {len(fallbacks)} node(s) ran a generic path !!!", file=sys.stderr)
+        for f in fallbacks:
+            print(f"!!! FALLBACK {f}", file=sys.stderr)
+    print(f"report: {r['paths']['json']}\ntable: {r['paths']['md']}\nplot: {r['paths']['png']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ssvq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default out/study_<model>)")
     p.set_defaults(func=cmd_study)
+    p = sub.add_parser("bench", help="latency / memory of fp32, int8, SSVQ decode-at-load and SSVQ fused, side by side")
+    p.add_argument("--workloads", nargs="+", default=["mobilenetv2_b1", "mobilenetv2_b8", "linear_4x4096"],
+                   help="mobilenetv2_b<batch>, linear_<depth>x<width> (default: mobilenetv2_b1 mobilenetv2_b8 "
+                        "linear_4x4096)")
+    p.add_argument("--threads", nargs="+", type=int, default=[1, os.cpu_count() or 1],
+                   help="intra-op thread counts (default: 1 and all cores)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs per configuration (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--compressed", help="MobileNetV2 compressed file (default: compress with k-means first)")
+    p.add_argument("--out", default="out/bench", help="output folder (default out/bench)")
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("emulate", help="bit-accurate accelerator emulation: cycles, DRAM bytes, speedup vs int8")
     add_emulate_args(p)
     p.set_defaults(func=cmd_emulate)

@@ -17,7 +17,8 @@ from .bench import time_session
 from .data import photo_batch
 from .errors import ConfigError, VerificationError
 from .export.int8 import int8_qdq
-from .export.onnx_export import INPUT, compressed_onnx, float_onnx, save_onnx
+from .export.fused import FusedConfig, fuse
+from .export.onnx_export import INPUT, check, compressed_onnx, float_onnx, save_onnx
 from .format import save
 from .models import load_model, model_spec
 from .pipeline import COMPRESSED_FILE, compress, decoded_model, load_compressed
@@ -42,6 +43,7 @@ class ExportConfig:
     hessian: bool | None = None  # Fisher-weighted k-means; default from the recipe
     compressed: str | None = None  # reuse a compressed / fine-tuned file instead of running k-means
     portable: bool = False  # decode with an ONNX function of standard ops instead of our library
+    fused: str | None = None  # also build SSVQConv/SSVQGemm ("float" or "int8" numerics, docs/ssvq_op.md)
     out: str | None = None  # default out/<model>
     threads: int = 1
     runs: int = 100
@@ -72,6 +74,8 @@ def run_export(config: ExportConfig) -> dict:
     if config.runs < 1 or config.threads < 1:
         raise ConfigError(f"runs and threads must be >= 1, got {config.runs}, {config.threads}")
     use_library = not config.portable
+    if config.fused is not None and (config.portable or config.fused not in ("float", "int8")):
+        raise ConfigError(f"--fused takes float or int8 and needs the library (not --portable), got {config.fused!r}")
     if use_library:
         library_path()  # fail now, with build instructions, rather than after minutes of work
     out = ensure_writable_dir(config.out_dir())
@@ -95,6 +99,11 @@ def run_export(config: ExportConfig) -> dict:
     names, photos = photo_batch()
     sizes = {"fp32": save_onnx(fp32_model, out / "fp32.onnx"), "ssvq": save_onnx(ssvq_model, out / "ssvq.onnx"),
              "int8": int8_qdq(fp32_model, photos.numpy(), out / "int8.onnx")}
+    fusion = None
+    if config.fused:
+        fusion = fuse(ssvq_model, FusedConfig(numerics=config.fused))
+        check(fusion.model)
+        sizes["ssvq_fused"] = save_onnx(fusion.model, out / "ssvq_fused.onnx")
 
     _step(f"verifying on {len(names)} photos")
     x = photos.numpy()
@@ -103,6 +112,8 @@ def run_export(config: ExportConfig) -> dict:
                 "ssvq": _session(str(out / "ssvq.onnx"), config.threads, use_library),
                 "ssvq_decode_at_load": _session(decode_at_load(ssvq_model).SerializeToString(), config.threads,
                                                 False)}
+    if fusion is not None:
+        sessions["ssvq_fused"] = _session(str(out / "ssvq_fused.onnx"), config.threads, True)
     outputs = {name: np.concatenate([s.run(None, {INPUT: x[i:i + 1]})[0] for i in range(len(x))])
                for name, s in sessions.items()}
     with torch.no_grad():
@@ -110,6 +121,10 @@ def run_export(config: ExportConfig) -> dict:
     max_err = float(np.abs(outputs["ssvq"] - torch_ssvq).max())
     if not max_err < MAX_ABS_ERR:
         raise VerificationError(f"verification failed: ORT vs PyTorch max abs error {max_err:.3g} >= {MAX_ABS_ERR}")
+    fused_err = float(np.abs(outputs["ssvq_fused"] - torch_ssvq).max()) if fusion is not None else None
+    if config.fused == "float" and not fused_err < MAX_ABS_ERR:  # int8 numerics: reported, see docs/ssvq_op.md
+        raise VerificationError(f"verification failed: fused (float) vs PyTorch max abs error {fused_err:.3g} >= "
+                                f"{MAX_ABS_ERR}")
     top1 = torch_fp32.argmax(1)
     agreement = {name: float((o.argmax(1) == top1).mean()) for name, o in outputs.items()}
 
@@ -124,6 +139,8 @@ def run_export(config: ExportConfig) -> dict:
         "latency_p90_ms": {name: s.p90_ms for name, s in latency.items()},
         "latency_runs": config.runs, "threads": config.threads, "batch": 1,
         "max_abs_err_vs_torch": max_err,
+        "fused": None if fusion is None else {"numerics": config.fused, "max_abs_err_vs_torch": fused_err,
+                                              "fused_layers": len(fusion.fused), "unfused": fusion.unfused},
         "top1_agreement_vs_fp32": agreement["ssvq"],
         "top1_agreement_vs_fp32_by_build": agreement,
         "verify_images": names,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "decode.h"
+#include "fused.h"
 #include "ssvq_format.h"
 
 namespace {
@@ -201,6 +202,8 @@ void test_validation() {
 
 }  // namespace
 
+int run_fused_kernel_tests(int* checks);  // test_fused_kernels.cc
+
 int main() {
     std::printf("kernel sets:");
     size_t count = 0;
@@ -211,6 +214,10 @@ int main() {
     test_widen_f16();
     test_validation();
     test_random_layers();
-    std::printf("%d checks, %d failures\n", g_checks, g_failures);
+    g_failures += run_fused_kernel_tests(&g_checks);
+    std::printf("fused kernel sets:");
+    const ssvq::FusedKernelSet* fused = ssvq::fused_kernel_sets(&count);
+    for (size_t i = 0; i < count; ++i) std::printf(" %s%s", fused[i].name, fused[i].supported() ? "" : "(unsupported)");
+    std::printf("\n%d checks, %d failures\n", g_checks, g_failures);
     return g_failures == 0 ? 0 : 1;
 }

@@ -1,0 +1,73 @@
+// Run-time choice of the fused kernel set: a table of sets, best first, each with its CPUID test; `ref` always works.
+#include <cstring>
+#include <vector>
+
+#include "fused.h"
+
+namespace ssvq {
+
+// The avx2 set's functions (fused_avx2.cc, generated from fused_generic.inc).
+#define SSVQ_DECLARE(name) decltype(name##_ref) name##_avx2;
+SSVQ_DECLARE(decode_s8)
+SSVQ_DECLARE(decode_f32)
+SSVQ_DECLARE(minmax)
+SSVQ_DECLARE(pack_u8_quads)
+SSVQ_DECLARE(quantize_row_s8)
+SSVQ_DECLARE(transpose_quads)
+SSVQ_DECLARE(conv_f32_tile)
+SSVQ_DECLARE(conv_u8_tile)
+SSVQ_DECLARE(dwconv_f32)
+SSVQ_DECLARE(gemm_f32)
+SSVQ_DECLARE(gemm_u8_tile)
+#undef SSVQ_DECLARE
+
+namespace {
+
+bool always() { return true; }
+
+// The avx2 set has no hand-written GEMV lookup kernel: batch-1 Gemm takes its int8 tile path there.
+const FusedKernelSet kAvx2{"avx2",          cpu_has_avx2,       decode_s8_avx2,      decode_f32_avx2,
+                           minmax_avx2,     pack_u8_quads_avx2, quantize_row_s8_avx2, transpose_quads_avx2,
+                           conv_f32_tile_avx2, conv_u8_tile_avx2, dwconv_f32_avx2,   gemm_f32_avx2,
+                           gemm_u8_tile_avx2, nullptr};
+const FusedKernelSet kRef{"ref",          always,            decode_s8_ref,      decode_f32_ref,
+                          minmax_ref,     pack_u8_quads_ref, quantize_row_s8_ref, transpose_quads_ref,
+                          conv_f32_tile_ref, conv_u8_tile_ref, dwconv_f32_ref,   gemm_f32_ref,
+                          gemm_u8_tile_ref, gemv_lut_ref};
+
+const std::vector<FusedKernelSet>& sets() {
+    static const std::vector<FusedKernelSet> all = [] {
+        std::vector<FusedKernelSet> v;
+#if defined(SSVQ_HAVE_AVX512)
+        v.push_back(avx512_fused_kernels());
+#endif
+        v.push_back(kAvx2);
+        v.push_back(kRef);
+        return v;
+    }();
+    return all;
+}
+
+}  // namespace
+
+const FusedKernelSet* fused_kernel_sets(size_t* count) {
+    *count = sets().size();
+    return sets().data();
+}
+
+const FusedKernelSet& best_fused_kernels() {
+    static const FusedKernelSet& chosen = [] () -> const FusedKernelSet& {
+        for (const FusedKernelSet& s : sets())
+            if (s.supported()) return s;
+        return sets().back();
+    }();
+    return chosen;
+}
+
+const FusedKernelSet* find_fused_kernels(const char* name) {
+    for (const FusedKernelSet& s : sets())
+        if (std::strcmp(s.name, name) == 0) return &s;
+    return nullptr;
+}
+
+}  // namespace ssvq

@@ -1,0 +1,137 @@
+// Shared by the fused ops SSVQConv and SSVQGemm (docs/ssvq_op.md): per-session configuration, attribute reading,
+// the packed weight prepared once at kernel creation, errors as ORT statuses, the kernel report, ORT's thread pool.
+#pragma once
+
+#include <onnxruntime_cxx_api.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fused.h"
+
+namespace ssvq {
+
+// Session config entries read when the library is registered (SessionOptions.add_session_config_entry before
+// register_custom_ops_library): they apply to the fused ops of that session.
+inline constexpr const char* kConfigKernels = "ssvq.kernels";       // "auto" (default) | "avx512vnni" | "avx2" | "ref"
+inline constexpr const char* kConfigReport = "ssvq.kernel_report";  // file: one JSON line per (node, path) that ran
+
+struct OpConfig {
+    const FusedKernelSet* kernels = nullptr;  // the forced set, or the best supported one
+    std::string report_path;                  // empty: no report
+};
+
+// A failure that names the problem; turned into an ORT status with the op and node at the C boundary.
+struct OpError {
+    std::string message;
+};
+
+enum class Numerics { kFloat, kInt8 };
+
+// A read-only view of one input tensor.
+struct TensorView {
+    ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    std::vector<int64_t> dims;
+    int64_t numel = 0;
+    const void* data = nullptr;
+};
+
+TensorView view_of(const Ort::ConstValue& value);
+const char* type_name(ONNXTensorElementDataType type);
+
+bool try_attribute(const OrtKernelInfo* info, const char* name, int64_t* out);
+bool try_attribute(const OrtKernelInfo* info, const char* name, std::string* out);
+bool try_attribute(const OrtKernelInfo* info, const char* name, std::vector<int64_t>* out);
+std::string node_name_of(const OrtKernelInfo* info);
+
+// The packed weight and epilogue constants, validated and prepared at kernel creation from constant initializers:
+// inputs 1..5 = codebook, indices, signs (optional), scale (optional), bias (optional).
+struct PreparedWeight {
+    int64_t k = 0, d = 0, numel = 0;
+    int bits = 0;
+    std::vector<int64_t> shape;
+    int64_t rows = 0, row_len = 0;  // shape[0] and numel / shape[0]: one output channel / column per row
+    Numerics numerics = Numerics::kFloat;
+    Activation activation = Activation::kNone;
+    std::vector<float> codebook_f32;  // [k, d]
+    std::vector<int8_t> codebook_q;   // [k, d] int8 numerics only
+    float codebook_scale = 1.f;       // int8: max |codebook| / 127
+    std::vector<float> scale, bias;   // [rows] (1 / 0 when absent)
+    std::vector<float> w_scale;       // [rows] int8: codebook_scale * scale[o]
+    std::vector<int32_t> row_sums;    // [rows] int8: sum over the row of the decoded int8 weights
+    PackedWeight packed{};            // points into ORT's initializers and the vectors above
+    int64_t packed_bytes = 0;         // codebook + indices + signs as stored in the model
+    int64_t extra_bytes = 0;          // what this kernel holds besides ORT's initializers
+};
+
+// Reads the packed-weight attributes (k, d, shape, format_version, layout), numerics and activation, validates
+// the constant inputs against them and prepares everything above.
+std::unique_ptr<PreparedWeight> prepare_weight(const OrtKernelInfo* info, const FusedKernelSet& kernels);
+
+// Turns whatever `body` throws into an ORT status "[<op>] node <node>: ...".
+template <typename F>
+OrtStatus* guarded(const char* op, const std::string& node, F&& body) noexcept {
+    try {
+        body();
+        return nullptr;
+    } catch (const OpError& e) {
+        return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT,
+                                          (std::string("[") + op + "] node " + node + ": " + e.message).c_str());
+    } catch (const Ort::Exception& e) {
+        return Ort::GetApi().CreateStatus(
+            ORT_FAIL, (std::string("[") + op + "] node " + node + ": onnxruntime error: " + e.what()).c_str());
+    } catch (const std::bad_alloc&) {
+        return Ort::GetApi().CreateStatus(ORT_FAIL, (std::string("[") + op + "] node " + node + ": out of memory").c_str());
+    } catch (const std::exception& e) {
+        return Ort::GetApi().CreateStatus(ORT_FAIL, (std::string("[") + op + "] node " + node + ": " + e.what()).c_str());
+    } catch (...) {
+        return Ort::GetApi().CreateStatus(ORT_FAIL, (std::string("[") + op + "] unknown error").c_str());
+    }
+}
+
+// The kernel report: the first time a node runs a path, one JSON line goes to OpConfig::report_path.
+class KernelReport {
+   public:
+    KernelReport(const OpConfig& config, const char* op, std::string node, const PreparedWeight& w);
+    // `path` is one of a small fixed set per op (index < kMaxPaths); `notes` lists slow sub-paths ("" if none).
+    void ran(int path_id, const char* path, const std::string& notes) const;
+    static constexpr int kMaxPaths = 8;
+
+   private:
+    std::string report_path_, op_, node_, set_name_, numerics_;
+    int64_t packed_bytes_, extra_bytes_;
+    mutable std::atomic<bool> logged_[kMaxPaths] = {};
+};
+
+// fn(i) for i in [0, total) on ORT's intra-op thread pool (inline when total == 1); exceptions come back here.
+template <typename F>
+void parallel_for(const Ort::KernelContext& context, size_t total, F&& fn) {
+    if (total == 0) return;
+    if (total == 1) {
+        fn(size_t(0));
+        return;
+    }
+    struct Job {
+        F* fn;
+        std::atomic<bool> failed{false};
+    } job{&fn};
+    auto trampoline = [](void* p, size_t i) {
+        Job* j = static_cast<Job*>(p);
+        try {
+            (*j->fn)(i);
+        } catch (...) {
+            j->failed = true;
+        }
+    };
+    context.ParallelFor(trampoline, total, 0, &job);
+    if (job.failed) throw OpError{"a worker failed (out of memory?)"};
+}
+
+// Per-thread scratch buffers, 64-byte aligned, grown on demand and kept for the thread's lifetime.
+void* scratch(int slot, size_t bytes);
+inline constexpr int kScratchSlots = 4;
+
+}  // namespace ssvq

@@ -1,0 +1,226 @@
+"""The SSVQConv / SSVQGemm contract (docs/ssvq_op.md) for ONNX tooling: registered schemas with shape inference, so
+``onnx.checker.check_model(full_check=True)`` checks fused graphs, and numpy ops for ``onnx.reference`` that are
+the golden reference of both numerics (float and int8)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+from onnx.defs import OpSchema
+from onnx.reference.op_run import OpRun
+from onnx.reference.ops.op_conv import _conv_implementation
+
+from ..format import FORMAT_VERSION, decode_parts
+from .decode_node import DOMAIN, DOMAIN_VERSION
+
+CONV_OP, GEMM_OP = "SSVQConv", "SSVQGemm"
+NUMERICS = ("float", "int8")
+ACTIVATIONS = ("none", "relu", "relu6")
+
+
+def _dims(type_proto) -> list | None:
+    tensor = type_proto.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim]
+
+
+def _ints(ctx, name: str, default: list[int]) -> list[int]:
+    attr = ctx.get_attribute(name)
+    return list(attr.ints) if attr is not None else default
+
+
+def _infer_conv(ctx) -> None:
+    shape = list(ctx.get_attribute("shape").ints)
+    x = _dims(ctx.get_input_type(0)) if ctx.get_num_inputs() > 0 else None
+    dims = None
+    if x is not None and len(x) == 4 and len(shape) == 4:
+        strides, dil = _ints(ctx, "strides", [1, 1]), _ints(ctx, "dilations", [1, 1])
+        pads = _ints(ctx, "pads", [0, 0, 0, 0])
+        out = []
+        for axis in range(2):
+            size = x[2 + axis]
+            out.append((size + pads[axis] + pads[axis + 2] - dil[axis] * (shape[2 + axis] - 1) - 1) // strides[axis] + 1
+                       if isinstance(size, int) else None)
+        dims = [x[0], shape[0], *out]
+    ctx.set_output_type(0, helper.make_tensor_type_proto(TensorProto.FLOAT, dims))
+
+
+def _infer_gemm(ctx) -> None:
+    shape = list(ctx.get_attribute("shape").ints)
+    x = _dims(ctx.get_input_type(0)) if ctx.get_num_inputs() > 0 else None
+    dims = None if x is None else [*x[:-1], shape[0]]
+    ctx.set_output_type(0, helper.make_tensor_type_proto(TensorProto.FLOAT, dims))
+
+
+def _schema(op: str, doc: str, extra_attributes: list, infer) -> OpSchema:
+    param, optional = OpSchema.FormalParameter, OpSchema.FormalParameterOption.Optional
+    attr = OpSchema.Attribute
+    schema = OpSchema(
+        op, DOMAIN, DOMAIN_VERSION, doc,
+        inputs=[param("X", "tensor(float)"), param("codebook", "C"), param("indices", "tensor(uint8)"),
+                param("signs", "tensor(uint8)", param_option=optional),
+                param("scale", "tensor(float)", param_option=optional),
+                param("bias", "tensor(float)", param_option=optional)],
+        outputs=[param("Y", "tensor(float)")],
+        type_constraints=[("C", ["tensor(float16)", "tensor(float)"], "codebook element type")],
+        attributes=[attr("k", OpSchema.AttrType.INT, "codebook size", required=True),
+                    attr("d", OpSchema.AttrType.INT, "sub-vector length", required=True),
+                    attr("shape", OpSchema.AttrType.INTS, "weight shape (Conv OIHW, Gemm [N, K])", required=True),
+                    attr("format_version", helper.make_attribute("format_version", FORMAT_VERSION), "format"),
+                    attr("layout", helper.make_attribute("layout", "flat"), "packed layout"),
+                    attr("numerics", helper.make_attribute("numerics", "float"), "float | int8"),
+                    attr("activation", helper.make_attribute("activation", "none"), "none | relu | relu6"),
+                    *extra_attributes])
+    schema.set_type_and_shape_inference_function(infer)
+    return schema
+
+
+def register_fused_schemas() -> None:
+    """Register the SSVQConv and SSVQGemm schemas with onnx (idempotent)."""
+    attr = OpSchema.Attribute
+    conv_attrs = [attr("strides", OpSchema.AttrType.INTS, "", required=False),
+                  attr("pads", OpSchema.AttrType.INTS, "", required=False),
+                  attr("dilations", OpSchema.AttrType.INTS, "", required=False),
+                  attr("group", helper.make_attribute("group", 1), "")]
+    if not onnx.defs.has(CONV_OP, DOMAIN):
+        onnx.defs.register_schema(_schema(CONV_OP, "Conv over a packed weight (docs/ssvq_op.md).", conv_attrs,
+                                          _infer_conv))
+    if not onnx.defs.has(GEMM_OP, DOMAIN):
+        onnx.defs.register_schema(_schema(GEMM_OP, "X @ W^T over a packed weight (docs/ssvq_op.md).", [],
+                                          _infer_gemm))
+
+
+# ---- the numerics, in numpy (docs/ssvq_op.md "Numerics") ------------------------------------------------------
+
+def _f32(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def quantize_codebook(codebook: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """int8 numerics: q = round_half_even(c * (127 / max|c|)) in float32 arithmetic, and the scale max|c| / 127."""
+    c = _f32(codebook)
+    amax = np.float32(np.abs(c).max())
+    if not amax > 0:
+        return np.zeros(c.shape, np.int8), np.float32(1)
+    inv = np.float32(127) / amax
+    return np.clip(np.rint(c * inv), -127, 127).astype(np.int8), np.float32(amax / np.float32(127))
+
+
+def u8_params(lo: float, hi: float) -> tuple[np.float32, np.float32, int]:
+    """(scale, inverse scale, zero point) of a uint8 asymmetric range that includes 0."""
+    lo, hi = np.float32(min(lo, 0.0)), np.float32(max(hi, 0.0))
+    rng = np.float32(hi - lo)
+    if not (rng > 0 and np.isfinite(rng)):
+        return np.float32(1), np.float32(1), 0
+    inv = np.float32(255) / rng
+    zp = int(np.clip(np.rint(-lo * inv), 0, 255))
+    return np.float32(rng / np.float32(255)), inv, zp
+
+
+def s8_params(absmax: float) -> tuple[np.float32, np.float32]:
+    absmax = np.float32(absmax)
+    if not (absmax > 0 and np.isfinite(absmax)):
+        return np.float32(1), np.float32(1)
+    return np.float32(absmax / np.float32(127)), np.float32(np.float32(127) / absmax)
+
+
+def _epilogue(acc: np.ndarray, mult: np.ndarray, bias: np.ndarray, activation: str) -> np.ndarray:
+    # fma(float(acc), mult, bias): the double product of two floats is exact; one rounding to float32 after the add
+    # (a double rounding that can differ from a true fma by one ulp in rare ties).
+    y = (acc.astype(np.float32).astype(np.float64) * mult.astype(np.float64) + bias.astype(np.float64)).astype(np.float32)
+    if activation in ("relu", "relu6"):
+        y = np.where(y > 0, y, np.float32(0))
+    if activation == "relu6":
+        y = np.where(y < 6, y, np.float32(6))
+    return y.astype(np.float32)
+
+
+def _weights(name, shape, k, d, codebook, indices, signs, numerics):
+    """(weight, codebook scale): float32 golden decode, or the exact int8 weights +-q as float64."""
+    if numerics == "float":
+        return decode_parts(name, shape, k, d, _f32(codebook), indices, signs), None
+    q, cscale = quantize_codebook(codebook)
+    return decode_parts(name, shape, k, d, q.astype(np.float32), indices, signs).astype(np.float64), cscale
+
+
+def conv_reference(x, codebook, indices, signs=None, scale=None, bias=None, *, k, d, shape, strides=(1, 1),
+                   pads=(0, 0, 0, 0), dilations=(1, 1), group=1, activation="none", numerics="float",
+                   name="SSVQConv"):
+    """SSVQConv by the golden decoder and onnx.reference's Conv; int8 numerics emulated exactly (up to the
+    one-ulp fma note in _epilogue)."""
+    m = shape[0]
+    scale = np.ones(m, np.float32) if scale is None else _f32(scale)
+    bias = np.zeros(m, np.float32) if bias is None else _f32(bias)
+    w, cscale = _weights(name, shape, k, d, codebook, indices, signs, numerics)
+    conv = lambda a, b: _conv_implementation(a, b, None, "NOTSET", list(dilations), group, list(shape[2:]),
+                                             list(pads), list(strides))
+    x = _f32(x)
+    if numerics == "float":
+        acc = conv(x.astype(np.float64), w.astype(np.float64))  # float64 sums: the float tolerance covers order
+        return _activation_only(_f32(acc) * scale[None, :, None, None] + bias[None, :, None, None], activation)
+    out = []
+    for image in x:
+        s, inv, zp = u8_params(float(image.min()), float(image.max()))
+        xq = np.clip(np.rint(image * inv) + np.float32(zp), 0, 255).astype(np.float64) - zp  # padding = real 0
+        acc = np.rint(conv(xq[None], w))[0].astype(np.int64)
+        mult = (s * (cscale * scale)).astype(np.float32)
+        out.append(_epilogue(acc, mult[:, None, None], bias[:, None, None], activation))
+    return np.stack(out)
+
+
+def _activation_only(y: np.ndarray, activation: str) -> np.ndarray:
+    if activation in ("relu", "relu6"):
+        y = np.where(y > 0, y, np.float32(0))
+    if activation == "relu6":
+        y = np.where(y < 6, y, np.float32(6))
+    return y.astype(np.float32)
+
+
+def gemm_reference(x, codebook, indices, signs=None, scale=None, bias=None, *, k, d, shape, activation="none",
+                   numerics="float", name="SSVQGemm"):
+    """SSVQGemm: Y = act((X @ W^T) * scale + bias) for X [..., K], W [N, K]; int8 numerics emulated exactly."""
+    n = shape[0]
+    scale = np.ones(n, np.float32) if scale is None else _f32(scale)
+    bias = np.zeros(n, np.float32) if bias is None else _f32(bias)
+    w, cscale = _weights(name, shape, k, d, codebook, indices, signs, numerics)
+    x = _f32(x)
+    rows = x.reshape(-1, shape[1])
+    if numerics == "float":
+        y = _f32(rows.astype(np.float64) @ w.astype(np.float64).T) * scale + bias
+        return _activation_only(y, activation).reshape(*x.shape[:-1], n)
+    out = np.empty((rows.shape[0], n), np.float32)
+    for i, row in enumerate(rows):
+        s, inv = s8_params(float(np.abs(row).max()) if row.size else 0.0)
+        xq = np.clip(np.rint(row * inv), -127, 127).astype(np.float64)
+        acc = np.rint(w @ xq).astype(np.int64)
+        out[i] = _epilogue(acc, (s * (cscale * scale)).astype(np.float32), bias, activation)
+    return out.reshape(*x.shape[:-1], n)
+
+
+class SSVQConvReference(OpRun):
+    """``onnx.reference`` implementation of SSVQConv: ``ReferenceEvaluator(model, new_ops=[...])``."""
+
+    op_domain = DOMAIN
+
+    def _run(self, x, codebook, indices, signs=None, scale=None, bias=None, k=None, d=None, shape=None,
+             format_version=FORMAT_VERSION, layout="flat", numerics="float", activation="none", strides=None,
+             pads=None, dilations=None, group=1):
+        return (conv_reference(x, codebook, indices, signs, scale, bias, k=k, d=d, shape=list(shape),
+                               strides=strides or (1, 1), pads=pads or (0, 0, 0, 0), dilations=dilations or (1, 1),
+                               group=group, activation=activation, numerics=numerics, name=self.onnx_node.name),)
+
+
+class SSVQGemmReference(OpRun):
+    """``onnx.reference`` implementation of SSVQGemm."""
+
+    op_domain = DOMAIN
+
+    def _run(self, x, codebook, indices, signs=None, scale=None, bias=None, k=None, d=None, shape=None,
+             format_version=FORMAT_VERSION, layout="flat", numerics="float", activation="none"):
+        return (gemm_reference(x, codebook, indices, signs, scale, bias, k=k, d=d, shape=list(shape),
+                               activation=activation, numerics=numerics, name=self.onnx_node.name),)
+
+
+SSVQConvReference.__name__ = CONV_OP
+SSVQGemmReference.__name__ = GEMM_OP
