@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from .errors import SSVQError
+from .errors import ConfigError, SSVQError
 from .table import format_table
 
 LAYER_COLUMNS = ["name", "shape", "method", "k", "d", "bits_per_weight", "rel_error"]
@@ -117,9 +117,16 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_study(args) -> None:
-    from .study import COLUMNS, StudyConfig, run_study
+    from .study import COLUMNS, DEFAULT_ARMS, StudyConfig, run_study
+    arms = DEFAULT_ARMS
+    if args.arms:
+        known = {arm[0]: arm for arm in DEFAULT_ARMS}
+        unknown = [a for a in args.arms if a not in known]
+        if unknown:
+            raise ConfigError(f"unknown study arms {unknown}; available: {list(known)}")
+        arms = tuple(known[a] for a in args.arms)
     config = StudyConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                         crops_per_photo=args.crops_per_photo, seed=args.seed, out=args.out)
+                         crops_per_photo=args.crops_per_photo, seed=args.seed, arms=arms, out=args.out)
     result = run_study(config)
     print(format_table(result["rows"], COLUMNS))
     print(f"\n{result['held_out']}; {result['seconds']} s\nwrote {config.out_dir()}/study.md, study.json, study.png")
@@ -201,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--crops-per-photo", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arms", nargs="+", help='arms to run by label, e.g. "SSVQ k16 d8" "VQ k64 d4" (default: all)')
     p.add_argument("--out", help="output folder (default out/study_<model>)")
     p.set_defaults(func=cmd_study)
     p = sub.add_parser("bench", help="latency / memory of fp32, int8, SSVQ decode-at-load and SSVQ fused, side by side")
