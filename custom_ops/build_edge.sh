@@ -2,6 +2,7 @@
 # Build libssvq_ort.so + ssvq_run for x86-64 (native) and aarch64 (cross, Debian's g++-aarch64-linux-gnu), each
 # linked against the libonnxruntime.so of PyPI's onnxruntime wheel for that platform:
 #   build/edge/<arch>/{ssvq_run, libssvq_ort.so, libonnxruntime.so.1} for arch in x86_64, aarch64
+# plus build/edge/aarch64/ssvq_kernel_tests, the standalone kernel tests (every NEON set against _ref) for qemu.
 # The aarch64 wheel is fetched with `pip download --platform ... --only-binary=:all:` (nothing is installed), and
 # qemu-user (build/edge/qemu/root/usr/bin/qemu-aarch64) runs the aarch64 build here.
 set -euo pipefail
@@ -35,17 +36,19 @@ if ! ls "$arm_dir"/onnxruntime/capi/libonnxruntime.so.* >/dev/null 2>&1; then
 fi
 arm_lib="$(ls "$arm_dir"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
 
-configure_and_build() {  # $1 build dir, $2 ORT runtime library, rest: extra cmake args
-    local dir="$1" lib="$2"
-    shift 2
+configure_and_build() {  # $1 build dir, $2 ORT runtime library, $3 targets (space-separated), rest: extra cmake args
+    local dir="$1" lib="$2" targets="$3"
+    shift 3
     # The build folder is the deployable bundle: ssvq_run, libssvq_ort.so and libonnxruntime.so.1 side by side
     # (ssvq_run finds the runtime through RPATH=$ORIGIN).
     mkdir -p "$dir"
     cp -u "$lib" "$dir/libonnxruntime.so.1"
     cmake -S "$repo/custom_ops" -B "$dir" -DCMAKE_BUILD_TYPE=Release -DSSVQ_ORT_INCLUDE_DIR="$include_dir" \
         -DSSVQ_ORT_RUNTIME_LIBRARY="$dir/libonnxruntime.so.1" "$@" >/dev/null
-    cmake --build "$dir" -j "$jobs" --target ssvq_ort ssvq_run >/dev/null
+    # shellcheck disable=SC2086  # one word per target
+    cmake --build "$dir" -j "$jobs" --target $targets >/dev/null
 }
-configure_and_build "$edge/x86_64" "$x86_lib"
-configure_and_build "$edge/aarch64" "$arm_lib" -DCMAKE_TOOLCHAIN_FILE="$repo/custom_ops/cmake/aarch64-linux-gnu.cmake"
+configure_and_build "$edge/x86_64" "$x86_lib" "ssvq_ort ssvq_run"
+configure_and_build "$edge/aarch64" "$arm_lib" "ssvq_ort ssvq_run ssvq_kernel_tests" \
+    -DCMAKE_TOOLCHAIN_FILE="$repo/custom_ops/cmake/aarch64-linux-gnu.cmake"
 echo "built $edge/x86_64 and $edge/aarch64 ($(file -b "$edge/aarch64/ssvq_run" | cut -d, -f1-2))"

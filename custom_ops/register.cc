@@ -67,8 +67,13 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     } else {
         config.kernels = ssvq::find_fused_kernels(kernels.c_str());
         if (config.kernels == nullptr || !config.kernels->supported()) {
+            std::string names = "auto";  // the sets this CPU runs, best first
+            size_t count = 0;
+            const ssvq::FusedKernelSet* sets = ssvq::fused_kernel_sets(&count);
+            for (size_t i = 0; i < count; ++i)
+                if (sets[i].supported()) names += std::string(", ") + sets[i].name;
             const std::string text = std::string("[SSVQ] session config ") + ssvq::kConfigKernels + "=\"" + kernels +
-                                     "\": expected auto, avx512vnni, avx2 or ref (supported by this CPU)";
+                                     "\": expected one of " + names + " (the kernel sets this CPU supports)";
             return api->CreateStatus(ORT_INVALID_ARGUMENT, text.c_str());
         }
     }

@@ -1,4 +1,6 @@
-// Run-time kernel dispatch: a table of kernel sets, best first, each with its CPUID test; `_ref` always works.
+// Run-time kernel dispatch: a table of kernel sets, best first, each with its CPU test; `_ref` always works.
+// The SIMD sets are compiled for their architecture only (CMakeLists.txt defines SSVQ_X86_64_KERNELS or
+// SSVQ_AARCH64_KERNELS), so no other target needs stand-ins for them.
 #include "decode.h"
 
 namespace ssvq {
@@ -7,7 +9,12 @@ namespace {
 bool always() { return true; }
 
 const KernelSet kSets[] = {
+#if defined(SSVQ_X86_64_KERNELS)
     {"avx512", cpu_has_avx512, decode_avx512, widen_f16_avx512},
+#endif
+#if defined(SSVQ_AARCH64_KERNELS)
+    {"neon", always, decode_neon, widen_f16_neon},  // AdvSIMD is baseline on ARMv8-A
+#endif
     {"ref", always, decode_ref, widen_f16_ref},
 };
 

@@ -24,10 +24,17 @@ void decode_ref(const DecodeArgs& args);
 // Exact fp16 -> fp32 widening of n values (bit patterns in, floats out).
 void widen_f16_ref(const uint16_t* src, float* dst, int64_t n);
 
-// AVX-512 (F, BW, DQ, VL) kernels; only call them where cpu_has_avx512() is true.
+// AVX-512 (F, BW, DQ, VL) kernels, x86-64 only (decode_avx512.cc); only call them where cpu_has_avx512() is true.
 void decode_avx512(const DecodeArgs& args);
 void widen_f16_avx512(const uint16_t* src, float* dst, int64_t n);
 bool cpu_has_avx512();
+
+// NEON kernels, AArch64 only (decode_neon.cc; AdvSIMD is baseline there, so always supported).
+void decode_neon(const DecodeArgs& args);
+// Vectors [v_begin, v_end) of args (codes and signs read at their stream positions) into dst[0, (v_end - v_begin) * d):
+// the fused kernels' weight-tile decode.
+void decode_range_neon(const DecodeArgs& args, int64_t v_begin, int64_t v_end, float* dst);
+void widen_f16_neon(const uint16_t* src, float* dst, int64_t n);
 
 struct KernelSet {
     const char* name;
@@ -38,7 +45,7 @@ struct KernelSet {
 
 // All kernel sets, best first; the last one is the portable `_ref` set.
 const KernelSet* kernel_sets(size_t* count);
-// The best kernel set this CPU supports (chosen once, by CPUID).
+// The best kernel set this CPU supports (chosen once, by CPUID on x86-64).
 const KernelSet& best_kernels();
 
 }  // namespace ssvq

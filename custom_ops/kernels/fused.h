@@ -2,9 +2,11 @@
 // multiply, for one tile at a time. The ops (ops/ssvq_conv.cc, ops/ssvq_gemm.cc) own the tiling, the threads and
 // the buffers; a kernel only sees pointers and sizes that are already validated.
 //
-// Every function exists in a scalar `_ref` version (fused_ref.cc), the same source compiled for AVX2+FMA
-// (fused_avx2.cc), and hand-written AVX-512 VNNI versions (fused_avx512.cc). A FusedKernelSet bundles one of each;
-// fused_kernel_sets() lists them best first and the ops pick one per session ("ssvq.kernels" session config).
+// Every function exists in a scalar `_ref` version (fused_ref.cc) and, per architecture, SIMD versions: on x86-64 the
+// same source compiled for AVX2+FMA (fused_avx2.cc) and hand-written AVX-512 VNNI versions (fused_avx512.cc); on
+// AArch64 hand-written NEON versions (fused_neon.cc) whose int8 inner products use SDOT in the `neon_dotprod` set
+// (fused_neon_dotprod.cc). A FusedKernelSet bundles one of each; fused_kernel_sets() lists them best first and the
+// ops pick one per session ("ssvq.kernels" session config).
 //
 // Numerics (docs/ssvq_op.md "Numerics"):
 //   float  decoded fp32 weights, fp32 activations, fp32 accumulation (order unspecified): a float tolerance.
@@ -138,7 +140,7 @@ struct GemvLutArgs {
 };
 
 struct FusedKernelSet {
-    const char* name;  // "avx512vnni", "avx2", "ref"
+    const char* name;  // "avx512vnni", "avx2" (x86-64), "neon_dotprod", "neon" (AArch64), "ref"
     bool (*supported)();
 
     // weight elements [e_begin, e_end) decoded to int8 (+-q) / fp32, written contiguously to out
@@ -207,9 +209,15 @@ struct S8Quant {
 };
 S8Quant s8_quant_params(float absmax);  // symmetric int8, +-127
 
+// x86-64 only (fused_avx2.cc, fused_avx512.cc).
 bool cpu_has_avx2();
 bool cpu_has_avx512_vnni();
-const FusedKernelSet& avx512_fused_kernels();  // only where SSVQ_X86_64 (fused_avx512.cc)
+const FusedKernelSet& avx512_fused_kernels();
+
+// AArch64 only (fused_neon.cc): `neon` needs nothing beyond ARMv8-A; `neon_dotprod` needs HWCAP_ASIMDDP (ARMv8.2 SDOT).
+bool cpu_has_neon_dotprod();
+const FusedKernelSet& neon_fused_kernels();
+const FusedKernelSet& neon_dotprod_fused_kernels();
 
 const FusedKernelSet* fused_kernel_sets(size_t* count);  // best first; the last is `ref`
 const FusedKernelSet& best_fused_kernels();

@@ -1,18 +1,15 @@
 // The `avx2` set: the reference source (fused_generic.inc) compiled under target("avx2,fma,bmi2"), so GCC
 // vectorises the pixel and column loops with 256-bit registers. Standard headers come first, outside the target
 // pragma, so no inline library function is compiled for AVX2 here (it could otherwise be picked by the linker for
-// the whole library and run on a CPU without AVX2).
+// the whole library and run on a CPU without AVX2). Built for x86-64 only (CMakeLists.txt).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "fused.h"
 
-#if defined(__x86_64__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,bmi2")
-#define SSVQ_HAVE_AVX2_SET 1
-#endif
 
 namespace ssvq {
 
@@ -22,19 +19,13 @@ namespace ssvq {
 
 }  // namespace ssvq
 
-#if defined(__x86_64__)
 #pragma GCC pop_options
-#endif
 
 namespace ssvq {
 
 bool cpu_has_avx2() {
-#if defined(__x86_64__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
-#else
-    return false;
-#endif
 }
 
 }  // namespace ssvq

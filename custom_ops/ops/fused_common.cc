@@ -216,6 +216,24 @@ std::unique_ptr<PreparedWeight> prepare_weight(const OrtKernelInfo* raw, const F
     return w;
 }
 
+std::string tile_decode_notes(const FusedKernelSet& kernels, const PreparedWeight& w) {
+    const std::string set = kernels.name;
+    const bool int8 = w.numerics == Numerics::kInt8;
+    if (set == "avx512vnni" && int8 && w.d != 8) return "weight tiles decoded by the scalar loop (d != 8)";
+    if (set == "neon" || set == "neon_dotprod") {  // fused_neon.cc: int8 in registers of 16 / d codewords
+        if (int8 && 16 % w.d != 0) return "weight tiles decoded by the scalar loop (d not 1, 2, 4, 8 or 16)";
+        if (!int8 && w.d == 3) return "weight tiles decoded by the scalar loop (d = 3)";
+    }
+    return {};
+}
+
+std::string depthwise_notes(const FusedKernelSet& kernels, int64_t stride_w) {
+    const std::string set = kernels.name;
+    if ((set == "avx512vnni" || set == "neon" || set == "neon_dotprod") && stride_w > 2)
+        return "depthwise stride > 2: scalar";
+    return {};
+}
+
 KernelReport::KernelReport(const OpConfig& config, const char* op, std::string node, const PreparedWeight& w)
     : report_path_(config.report_path),
       op_(op),

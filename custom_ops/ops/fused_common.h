@@ -16,7 +16,9 @@ namespace ssvq {
 
 // Session config entries read when the library is registered (SessionOptions.add_session_config_entry before
 // register_custom_ops_library): they apply to the fused ops of that session.
-inline constexpr const char* kConfigKernels = "ssvq.kernels";       // "auto" (default) | "avx512vnni" | "avx2" | "ref"
+// ssvq.kernels: "auto" (default) or a set of fused_kernel_sets(): "avx512vnni" | "avx2" (x86-64),
+// "neon_dotprod" | "neon" (AArch64), "ref"
+inline constexpr const char* kConfigKernels = "ssvq.kernels";
 inline constexpr const char* kConfigReport = "ssvq.kernel_report";  // file: one JSON line per (node, path) that ran
 
 struct OpConfig {
@@ -70,6 +72,12 @@ struct PreparedWeight {
 // Reads the packed-weight attributes (k, d, shape, format_version, layout), numerics and activation, validates
 // the constant inputs against them and prepares everything above.
 std::unique_ptr<PreparedWeight> prepare_weight(const OrtKernelInfo* info, const FusedKernelSet& kernels);
+
+// Why `kernels` decodes this weight's tiles with the scalar loop (for the kernel report), or "" when its decode is
+// vectorised for the weight's d and numerics.
+std::string tile_decode_notes(const FusedKernelSet& kernels, const PreparedWeight& w);
+// Why `kernels` runs a depthwise conv of this horizontal stride with the scalar kernel, or "".
+std::string depthwise_notes(const FusedKernelSet& kernels, int64_t stride_w);
 
 // Turns whatever `body` throws into an ORT status "[<op>] node <node>: ...".
 template <typename F>

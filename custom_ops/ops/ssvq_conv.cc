@@ -83,9 +83,11 @@ class SSVQConvKernel {
         path_name_ = path_ == Path::kPointwise ? (f32 ? "conv1x1_f32" : "conv1x1_int8")
                      : path_ == Path::kDepthwise ? "dwconv_f32"
                                                  : (f32 ? "conv_im2col_f32" : "conv_im2col_int8");
-        const std::string set = kernels_.name;
-        if (set == "avx512vnni" && weight_->d != 8 && !f32) notes_ += "weight tiles decoded by the scalar loop (d != 8); ";
-        if (set == "avx512vnni" && path_ == Path::kDepthwise && geo_.sw > 2) notes_ += "depthwise stride > 2: scalar; ";
+        // (the depthwise path decodes one channel's few taps at a time: its decode is no tile decode)
+        const std::string decode = path_ == Path::kDepthwise ? "" : tile_decode_notes(kernels_, *weight_);
+        const std::string depthwise = path_ == Path::kDepthwise ? depthwise_notes(kernels_, geo_.sw) : "";
+        if (!decode.empty()) notes_ += decode + "; ";
+        if (!depthwise.empty()) notes_ += depthwise + "; ";
         if (path_ == Path::kIm2col && geo_.Cg == 1) notes_ += "depthwise under int8 numerics goes through im2col; ";
     }
 

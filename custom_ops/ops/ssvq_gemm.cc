@@ -44,7 +44,7 @@ class SSVQGemmKernel {
         comp_.resize(size_t(N_));
         if (weight_->numerics == Numerics::kInt8)
             for (int64_t n = 0; n < N_; ++n) comp_[size_t(n)] = 128 * weight_->row_sums[size_t(n)];
-        if (std::string(kernels_.name) == "avx512vnni" && weight_->d != 8) tile_notes_ = "weight tiles decoded by the scalar loop (d != 8)";
+        tile_notes_ = tile_decode_notes(kernels_, *weight_);
     }
 
     OrtStatus* ComputeV2(OrtKernelContext* raw) noexcept {
@@ -62,7 +62,7 @@ class SSVQGemmKernel {
             const float* xd = static_cast<const float*>(x.data);
             float* y = out.GetTensorMutableData<float>();
             if (weight_->numerics == Numerics::kFloat) {
-                report_.ran(kGemmF32, "gemm_f32", "");
+                report_.ran(kGemmF32, "gemm_f32", tile_notes_);
                 gemm_f32(context, xd, M, y);
             } else {
                 int8(context, xd, M, y);
@@ -138,7 +138,7 @@ class SSVQGemmKernel {
     int64_t N_ = 0, K_ = 0;
     bool lut_ = false;
     std::vector<int32_t> comp_;  // [N] 128 * row sum: the uint8 offset of the activations, taken back out
-    std::string tile_notes_;
+    std::string tile_notes_;  // the weight-tile decode's fallback, if any (gemm_tile_int8, gemm_f32)
 };
 
 struct SSVQGemmOp : Ort::CustomOpBase<SSVQGemmOp, SSVQGemmKernel, /*WithStatus=*/true> {

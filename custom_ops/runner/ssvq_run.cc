@@ -2,7 +2,10 @@
 // without Python. Reads one float32 .npy input, writes the first output as float32 .npy, prints a summary and the
 // median latency.
 //
-//   ssvq_run MODEL.onnx INPUT.npy [--library PATH] [--output OUT.npy] [--runs N] [--threads N]
+//   ssvq_run MODEL.onnx INPUT.npy [--library PATH] [--output OUT.npy] [--runs N] [--threads N] [--config KEY=VALUE]...
+//
+// --config sets a session config entry before the library is registered, e.g. ssvq.kernels=neon (force a kernel set)
+// or ssvq.kernel_report=FILE (which kernel each fused node ran; docs/ssvq_op.md).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +15,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "onnxruntime_cxx_api.h"
@@ -74,28 +78,39 @@ std::string arg_value(int& i, int argc, char** argv) {
     return argv[++i];
 }
 
+// "KEY=VALUE" of --config
+std::pair<std::string, std::string> config_entry(const std::string& entry) {
+    const size_t eq = entry.find('=');
+    if (eq == std::string::npos || eq == 0) throw std::runtime_error("--config expects KEY=VALUE, got " + entry);
+    return {entry.substr(0, eq), entry.substr(eq + 1)};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     try {
         if (argc < 3) {
             std::fprintf(stderr, "usage: %s MODEL.onnx INPUT.npy [--library PATH] [--output OUT.npy] [--runs N] "
-                                 "[--threads N]\n", argv[0]);
+                                 "[--threads N] [--config KEY=VALUE]...\n", argv[0]);
             return 2;
         }
         std::string model = argv[1], input_path = argv[2], library, output;
         int runs = 10, threads = 1;
+        std::vector<std::pair<std::string, std::string>> config;
         for (int i = 3; i < argc; ++i) {
             const std::string flag = argv[i];
             if (flag == "--library") library = arg_value(i, argc, argv);
             else if (flag == "--output") output = arg_value(i, argc, argv);
             else if (flag == "--runs") runs = std::max(1, std::stoi(arg_value(i, argc, argv)));
             else if (flag == "--threads") threads = std::max(1, std::stoi(arg_value(i, argc, argv)));
+            else if (flag == "--config") config.push_back(config_entry(arg_value(i, argc, argv)));
             else throw std::runtime_error("unknown option " + flag);
         }
         Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "ssvq_run");
         Ort::SessionOptions options;
         options.SetIntraOpNumThreads(threads);
+        // before RegisterCustomOpsLibrary: the library reads its entries when it registers
+        for (const auto& [key, value] : config) options.AddConfigEntry(key.c_str(), value.c_str());
         if (!library.empty()) options.RegisterCustomOpsLibrary(library.c_str());
         Ort::Session session(env, model.c_str(), options);
 

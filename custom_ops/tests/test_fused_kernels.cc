@@ -1,6 +1,7 @@
 // Standalone tests of the fused kernels (no ONNX Runtime): every supported FusedKernelSet against the scalar `_ref`
 // functions on randomised tiles. Integer paths and decodes must agree bit for bit; float paths within a relative
 // tolerance of the sum of |products|. Buffers have exact sizes so that ASan catches any read past them.
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -74,8 +75,8 @@ bool close(const std::vector<float>& got, const std::vector<float>& want, float 
 void test_set(const ssvq::FusedKernelSet& s, std::mt19937_64& rng) {
     std::normal_distribution<float> normal;
     // decode: every (k, d) family, element ranges with heads and tails around the 64-weight groups
-    for (int64_t k : {2, 16, 64, 256}) {
-        for (int64_t d : {1, 3, 4, 8, 9}) {
+    for (int64_t k : {2, 16, 64, 256, 4096}) {
+        for (int64_t d : {1, 2, 3, 4, 8, 9, 16}) {
             for (bool signs : {true, false}) {
                 const int64_t numel = d * int64_t(50 + rng() % 300);
                 Weight W = random_weight(rng, numel, k, d, signs);
@@ -91,11 +92,23 @@ void test_set(const ssvq::FusedKernelSet& s, std::mt19937_64& rng) {
             }
         }
     }
-    // activations: quantize / pack / transpose
+    // min / max: the same values as the scalar loop (the quantization parameters depend on them)
+    for (int64_t n : {1, 7, 8, 9, 33, 100}) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float& v : x) v = normal(rng);
+        for (float start : {0.f, 0.25f}) {
+            float lo1 = start, hi1 = start, lo2 = start, hi2 = start;
+            ssvq::minmax_ref(x.data(), n, &lo1, &hi1);
+            s.minmax(x.data(), n, &lo2, &hi2);
+            FCHECK(lo1 == lo2 && hi1 == hi2, "%s minmax n=%" PRId64 ": [%g, %g] vs ref [%g, %g]", s.name, n, lo2,
+                   hi2, lo1, hi1);
+        }
+    }
+    // activations: quantize / pack / transpose (2 sigma: a good share is clamped at 0 / 255 and +-127)
     for (int64_t K : {1, 5, 16, 67}) {
         for (int64_t P : {1, 15, 33}) {
             std::vector<float> x(static_cast<size_t>(K * P));
-            for (float& v : x) v = normal(rng);
+            for (float& v : x) v = 2.f * normal(rng);
             const ssvq::U8Quant q = ssvq::u8_quant_params(-1.5f, 2.f);
             const int64_t ldq = (P + 15) / 16 * 16, Kq = (K + 3) / 4;
             std::vector<uint8_t> a(static_cast<size_t>(Kq * ldq * 4)), b(a.size());
@@ -121,14 +134,18 @@ void test_set(const ssvq::FusedKernelSet& s, std::mt19937_64& rng) {
             FCHECK(same_bits(a, b), "%s transpose_quads rows=%" PRId64 " Kq=%" PRId64, s.name, rows, Kq);
         }
     }
-    // int8 tiles: bit-exact; float tiles: tolerance
-    for (ssvq::Activation act : {ssvq::Activation::kNone, ssvq::Activation::kRelu, ssvq::Activation::kRelu6}) {
+    // int8 tiles: bit-exact; float tiles: tolerance. The last round takes extreme values only (weights +-127,
+    // activations 0 / 255), the largest products an int8 kernel may have to sum.
+    for (int round = 0; round < 4; ++round) {
+        const ssvq::Activation act = round == 1 ? ssvq::Activation::kRelu : round == 2 ? ssvq::Activation::kRelu6
+                                                                                      : ssvq::Activation::kNone;
+        const bool extreme = round == 3;
         const int64_t rows = 1 + int64_t(rng() % 30), K = 1 + int64_t(rng() % 70), P = 1 + int64_t(rng() % 90);
         const int64_t Kq = (K + 3) / 4, ldq = (P + 15) / 16 * 16;
         std::vector<int8_t> w(static_cast<size_t>(rows * Kq * 4));
-        for (int8_t& v : w) v = int8_t(int(rng() % 255) - 127);
+        for (int8_t& v : w) v = extreme ? int8_t(rng() & 1 ? 127 : -127) : int8_t(int(rng() % 255) - 127);
         std::vector<uint8_t> xq(static_cast<size_t>(Kq * ldq * 4));
-        for (uint8_t& v : xq) v = uint8_t(rng());
+        for (uint8_t& v : xq) v = extreme ? uint8_t(rng() & 1 ? 255 : 0) : uint8_t(rng());
         std::vector<int32_t> comp(static_cast<size_t>(rows));
         std::vector<float> mult(static_cast<size_t>(rows)), bias(static_cast<size_t>(rows));
         for (int64_t r = 0; r < rows; ++r) {
@@ -148,7 +165,7 @@ void test_set(const ssvq::FusedKernelSet& s, std::mt19937_64& rng) {
         std::vector<int8_t> wt(static_cast<size_t>(Kq * ldn * 4));
         ssvq::transpose_quads_ref(w.data(), Kq * 4, rows, Kq, wt.data(), ldn);
         std::vector<uint8_t> xu(static_cast<size_t>(M * Kq * 4));
-        for (uint8_t& v : xu) v = uint8_t(rng());
+        for (uint8_t& v : xu) v = extreme ? uint8_t(rng() & 1 ? 255 : 1) : uint8_t(rng());  // int8 +-127, + 128
         std::vector<float> xscale(static_cast<size_t>(M), 0.01f), g1(static_cast<size_t>(M * rows)), g2(g1.size());
         ssvq::GemmU8TileArgs ga{xu.data(), Kq * 4, wt.data(), ldn, g1.data(), rows, M, rows, Kq, comp.data(),
                                 xscale.data(), mult.data(), bias.data(), act};
@@ -174,12 +191,14 @@ void test_set(const ssvq::FusedKernelSet& s, std::mt19937_64& rng) {
         s.gemm_f32(fg);
         FCHECK(close(h2, h1, 5.f * float(K)), "%s gemm_f32", s.name);
     }
-    // depthwise: strides 1..3, paddings, dilations
-    for (int64_t sw : {1, 2, 3}) {
-        const int64_t H = 3 + int64_t(rng() % 20), W = 3 + int64_t(rng() % 40), kh = 3, kw = 3, dh = 1 + (sw == 3),
-                      dw = 1, pt = 1, pl = int64_t(rng() % 3);
+    // depthwise: strides 1..3, paddings, dilations, 3x3 and 3x5 taps
+    for (int64_t sw : {1, 2, 3, 1, 2}) {
+        const bool wide = rng() & 1;
+        const int64_t H = 3 + int64_t(rng() % 20), W = 9 + int64_t(rng() % 40), kh = 3, kw = wide ? 5 : 3,
+                      dh = 1 + (sw == 3), dw = wide ? 2 : 1, pt = 1, pl = int64_t(rng() % 3);
         const int64_t Ho = (H + 2 * pt - dh * (kh - 1) - 1) / sw + 1, Wo = (W + 2 * pl - dw * (kw - 1) - 1) / sw + 1;
-        std::vector<float> x(static_cast<size_t>(H * W)), taps(9), y1(static_cast<size_t>(Ho * Wo)), y2(y1.size());
+        std::vector<float> x(static_cast<size_t>(H * W)), taps(static_cast<size_t>(kh * kw)),
+            y1(static_cast<size_t>(Ho * Wo)), y2(y1.size());
         for (float& v : x) v = normal(rng);
         for (float& v : taps) v = normal(rng);
         std::vector<float> scratch(static_cast<size_t>(ssvq::dwconv_scratch_floats(Ho, Wo, kh, kw, sw, sw, dh, dw)));
@@ -192,11 +211,14 @@ void test_set(const ssvq::FusedKernelSet& s, std::mt19937_64& rng) {
     }
     // the GEMV lookup-table kernel computes the same integers as the tile path
     if (s.gemv_lut != nullptr) {
-        for (int64_t bits : {1, 2, 3, 4}) {
+        for (int round = 0; round < 5; ++round) {  // bits 1..4, then bits 4 with extreme values (|q| = |x| = 127)
+            const int64_t bits = round < 4 ? round + 1 : 4;
+            const bool extreme = round == 4;
             const int64_t N = 1 + int64_t(rng() % 40), K = 64 * (1 + int64_t(rng() % 4)), M = 1 + int64_t(rng() % 6);
             Weight W = random_weight(rng, N * K, int64_t(1) << bits, 8, true);
+            if (extreme) std::fill(W.cq.begin(), W.cq.end(), int8_t(127));
             std::vector<int8_t> xs(static_cast<size_t>(M * K));
-            for (int8_t& v : xs) v = int8_t(int(rng() % 255) - 127);
+            for (int8_t& v : xs) v = extreme ? int8_t(rng() & 1 ? 127 : -127) : int8_t(int(rng() % 255) - 127);
             std::vector<float> xscale(static_cast<size_t>(M)), wscale(static_cast<size_t>(N)), bias(static_cast<size_t>(N)), y1(static_cast<size_t>(M * N)), y2(y1.size());
             for (float& v : xscale) v = 0.01f + 0.001f * float(rng() % 10);
             for (float& v : wscale) v = 0.02f;

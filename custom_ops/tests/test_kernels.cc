@@ -136,10 +136,17 @@ void test_widen_f16() {
     CHECK(std::memcmp(&want[0x3c00], &one, 4) == 0, "fp16 1.0");
     CHECK(std::memcmp(&want[0x0001], &tiny, 4) == 0, "fp16 smallest subnormal");
     CHECK(std::memcmp(&want[0x7bff], &max_half, 4) == 0, "fp16 max");
-#ifdef __FLT16_MAX__
-    for (uint32_t h = 0; h < 65536; ++h) {  // the compiler's own _Float16 -> float conversion, an independent oracle
+// The compiler's own half -> float conversion, an independent oracle: _Float16 (GCC 12 C++ on x86-64), __fp16 on
+// AArch64 (where GCC 12's C++ front end defines __FLT16_MAX__ but has no _Float16).
+#if defined(__aarch64__)
+#define SSVQ_TEST_HALF __fp16
+#elif defined(__FLT16_MAX__)
+#define SSVQ_TEST_HALF _Float16
+#endif
+#ifdef SSVQ_TEST_HALF
+    for (uint32_t h = 0; h < 65536; ++h) {
         if (((h >> 10) & 0x1f) == 0x1f && (h & 0x3ff)) continue;  // NaN payloads: checked by the static_asserts
-        _Float16 x;
+        SSVQ_TEST_HALF x;
         const uint16_t hb = uint16_t(h);
         std::memcpy(&x, &hb, 2);
         const float f = float(x);

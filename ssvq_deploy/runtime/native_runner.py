@@ -37,14 +37,18 @@ def runner_dir(arch: str) -> Path:
     return path
 
 
-def run_native(arch: str, model: str | Path, x: np.ndarray, runs: int = 3, threads: int = 1) -> NativeRun:
-    """Run ``model`` on ``x`` (float32) with the ``arch`` runner ("x86_64" natively, "aarch64" under qemu-aarch64)."""
+def run_native(arch: str, model: str | Path, x: np.ndarray, runs: int = 3, threads: int = 1,
+               config: dict[str, str] | None = None) -> NativeRun:
+    """Run ``model`` on ``x`` (float32) with the ``arch`` runner ("x86_64" natively, "aarch64" under qemu-aarch64).
+    ``config``: session config entries for the op library, e.g. {"ssvq.kernels": "neon", "ssvq.kernel_report": path}."""
     folder = runner_dir(arch)
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "input.npy", Path(tmp) / "output.npy"
         np.save(inp, np.ascontiguousarray(x, dtype=np.float32))
         cmd = [str(folder / "ssvq_run"), str(model), str(inp), "--library", str(folder / "libssvq_ort.so"),
                "--output", str(out), "--runs", str(runs), "--threads", str(threads)]
+        for key, value in (config or {}).items():
+            cmd += ["--config", f"{key}={value}"]
         if arch == "aarch64":
             cmd = [str(QEMU_AARCH64), "-L", AARCH64_SYSROOT, *cmd]
         done = subprocess.run(cmd, capture_output=True, text=True)
