@@ -1,5 +1,7 @@
 """The main job: compress (or load) -> export ONNX with SSVQDecode -> verify against PyTorch -> build fp32 and int8
-from the same weights -> measure size and latency side by side -> report.json."""
+from the same weights -> measure size and latency side by side -> report.json. The model's task (tasks.py) picks the
+verification data (photos / held-out text passages), the int8 baseline (static QDQ / dynamic) and the agreement
+metrics (top-1 / embedding cosine and nearest-neighbour)."""
 from __future__ import annotations
 
 import json
@@ -14,11 +16,9 @@ import torch
 
 from .atomic import ensure_writable_dir, write_text
 from .bench import time_session
-from .data import photo_batch
 from .errors import ConfigError, VerificationError
-from .export.int8 import int8_qdq
 from .export.fused import FusedConfig, fuse
-from .export.onnx_export import INPUT, check, compressed_onnx, float_onnx, save_onnx
+from .export.onnx_export import check, compressed_onnx, float_onnx, save_onnx
 from .format import save
 from .models import load_model, model_spec
 from .pipeline import COMPRESSED_FILE, compress, decoded_model, load_compressed
@@ -26,6 +26,7 @@ from .quant.report import compression_report
 from .recipe import load_recipe
 from .runtime import create_session, library_path
 from .runtime.decode_at_load import decode_at_load
+from .tasks import task_for
 
 log = logging.getLogger(__name__)
 MAX_ABS_ERR = 1e-4  # ORT vs PyTorch on the same decoded weights
@@ -36,7 +37,7 @@ class ExportConfig:
     """Options of ``tools/export.py`` / ``ssvq export``."""
 
     model: str = "mobilenetv2_ssvq"  # recipe name
-    weights: str | None = None  # torchvision-format checkpoint; default: the model's packaged weights
+    weights: str | None = None  # checkpoint (torch or safetensors); default: the model's packaged weights
     k: int | None = None
     d: int | None = None
     method: str | None = None
@@ -59,6 +60,10 @@ def _session(model, threads: int, library: bool) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _feed(names: tuple[str, ...], inputs: tuple[torch.Tensor, ...]) -> dict[str, np.ndarray]:
+    return {name: t.numpy() for name, t in zip(names, inputs, strict=True)}
 
 
 def _step(message: str) -> float:
@@ -91,22 +96,22 @@ def run_export(config: ExportConfig) -> dict:
     save(compressed, out / COMPRESSED_FILE)
     accounting = compression_report(original, compressed)
     reference = decoded_model(compressed)
-    input_shape = model_spec(recipe.model).input_shape
+    model_io = model_spec(recipe.model).model_io()
+    task = task_for(recipe.model)
 
     _step("exporting fp32, ssvq" + (" (portable)" if config.portable else "") + " and int8 ONNX")
-    fp32_model = float_onnx(original, input_shape)
-    ssvq_model = compressed_onnx(compressed, reference, input_shape, portable=config.portable)
-    names, photos = photo_batch()
+    fp32_model = float_onnx(original, model_io)
+    ssvq_model = compressed_onnx(compressed, reference, model_io, portable=config.portable)
+    samples = task.verify_samples()
     sizes = {"fp32": save_onnx(fp32_model, out / "fp32.onnx"), "ssvq": save_onnx(ssvq_model, out / "ssvq.onnx"),
-             "int8": int8_qdq(fp32_model, photos.numpy(), out / "int8.onnx")}
+             "int8": task.int8(fp32_model, samples, out / "int8.onnx")}
     fusion = None
     if config.fused:
         fusion = fuse(ssvq_model, FusedConfig(numerics=config.fused))
         check(fusion.model)
         sizes["ssvq_fused"] = save_onnx(fusion.model, out / "ssvq_fused.onnx")
 
-    _step(f"verifying on {len(names)} photos")
-    x = photos.numpy()
+    _step(f"verifying on {len(samples)} {task.unit}")
     sessions = {"fp32": _session(str(out / "fp32.onnx"), config.threads, False),
                 "int8": _session(str(out / "int8.onnx"), config.threads, False),
                 "ssvq": _session(str(out / "ssvq.onnx"), config.threads, use_library),
@@ -114,10 +119,9 @@ def run_export(config: ExportConfig) -> dict:
                                                 False)}
     if fusion is not None:
         sessions["ssvq_fused"] = _session(str(out / "ssvq_fused.onnx"), config.threads, True)
-    outputs = {name: np.concatenate([s.run(None, {INPUT: x[i:i + 1]})[0] for i in range(len(x))])
-               for name, s in sessions.items()}
-    with torch.no_grad():
-        torch_ssvq, torch_fp32 = reference(photos).numpy(), original(photos).numpy()
+    feeds = [_feed(model_io.input_names, task.sample(samples, i)) for i in range(len(samples))]
+    outputs = {name: np.concatenate([s.run(None, feed)[0] for feed in feeds]) for name, s in sessions.items()}
+    torch_ssvq, torch_fp32 = task.forward(reference, samples).numpy(), task.forward(original, samples).numpy()
     max_err = float(np.abs(outputs["ssvq"] - torch_ssvq).max())
     if not max_err < MAX_ABS_ERR:
         raise VerificationError(f"verification failed: ORT vs PyTorch max abs error {max_err:.3g} >= {MAX_ABS_ERR}")
@@ -125,11 +129,11 @@ def run_export(config: ExportConfig) -> dict:
     if config.fused == "float" and not fused_err < MAX_ABS_ERR:  # int8 numerics: reported, see docs/ssvq_op.md
         raise VerificationError(f"verification failed: fused (float) vs PyTorch max abs error {fused_err:.3g} >= "
                                 f"{MAX_ABS_ERR}")
-    top1 = torch_fp32.argmax(1)
-    agreement = {name: float((o.argmax(1) == top1).mean()) for name, o in outputs.items()}
+    agreement = task.export_agreement(outputs, torch_fp32)
 
-    _step(f"timing batch 1, {config.threads} thread(s), {config.runs} runs each")
-    feed = {INPUT: x[:1]}
+    feed = _feed(model_io.input_names, task.timing_input(samples))
+    _step(f"timing batch 1, input {[list(v.shape) for v in feed.values()]}, {config.threads} thread(s), "
+          f"{config.runs} runs each")
     latency = {name: time_session(s, feed, config.runs) for name, s in sessions.items()}
     report = {
         "model": config.model, "method": compressed.meta.get("method"),
@@ -138,12 +142,15 @@ def run_export(config: ExportConfig) -> dict:
         "latency_ms": {name: s.median_ms for name, s in latency.items()},
         "latency_p90_ms": {name: s.p90_ms for name, s in latency.items()},
         "latency_runs": config.runs, "threads": config.threads, "batch": 1,
+        "timing_input": {name: list(v.shape) for name, v in feed.items()},
         "max_abs_err_vs_torch": max_err,
         "fused": None if fusion is None else {"numerics": config.fused, "max_abs_err_vs_torch": fused_err,
                                               "fused_layers": len(fusion.fused), "unfused": fusion.unfused},
-        "top1_agreement_vs_fp32": agreement["ssvq"],
-        "top1_agreement_vs_fp32_by_build": agreement,
-        "verify_images": names,
+        **{metric: by_build["ssvq"] for metric, by_build in agreement.items()},
+        **{f"{metric}_by_build": by_build for metric, by_build in agreement.items()},
+        "agreement_metrics": list(agreement),
+        task.verify_key: samples.names,
+        "int8_baseline": task.int8_baseline,
         "decode": "ONNX function of standard ops (portable)" if config.portable else f"library {library_path()}",
         "onnxruntime_version": ort.__version__,
         "seconds": round(time.perf_counter() - t0, 1),

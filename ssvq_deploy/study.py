@@ -1,5 +1,6 @@
 """SSVQ vs conventional VQ at equal bits per weight, straight after k-means and after the same fine-tuning budget,
-plus plain vs Hessian-weighted k-means: the paper's central claim, measured on real weights and held-out photos."""
+plus plain vs Hessian-weighted k-means: the paper's central claim, measured on real weights and held-out data (photos
+for classifiers, text passages for sentence encoders: the model's task picks data and metrics, see tasks.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,6 +14,7 @@ from .atomic import atomic_path, ensure_writable_dir, write_text
 from .pipeline import compress, decoded_model, finetune_compressed, held_out_fidelity
 from .recipe import load_recipe
 from .table import format_table
+from .tasks import Task, task_for
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +24,15 @@ DEFAULT_ARMS = (
     ("SSVQ k64 d8", "ssvq", 64, 8, False), ("VQ k128 d4", "vq", 128, 4, False),
     ("SSVQ k16 d8 Hessian", "ssvq", 16, 8, True), ("VQ k64 d4 Hessian", "vq", 64, 4, True),
 )
-COLUMNS = ["arm", "bits_per_weight", "compression_ratio", "rel_error", "top1_kmeans", "top5_kmeans", "kl_kmeans",
-           "top1_tuned", "top5_tuned", "kl_tuned", "frozen_signs"]
+
+
+def study_columns(metrics: tuple[str, ...]) -> list[str]:
+    """Table columns for a task's fidelity ``metrics``, after k-means and after fine-tuning."""
+    return ["arm", "bits_per_weight", "compression_ratio", "rel_error", *(f"{m}_kmeans" for m in metrics),
+            *(f"{m}_tuned" for m in metrics), "frozen_signs"]
+
+
+COLUMNS = study_columns(("top1", "top5", "kl"))  # classifiers (MobileNetV2)
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class StudyConfig:
     model: str = "mobilenetv2_ssvq"
     epochs: int = 2
     batch_size: int = 32
-    crops_per_photo: int = 16
+    crops_per_photo: int | None = None  # augmented copies per training sample; None: the task's (photos 16, texts 1)
     seed: int = 0
     arms: tuple = DEFAULT_ARMS
     out: str | None = None
@@ -44,7 +53,7 @@ def run_arm(config: StudyConfig, label: str, method: str, k: int, d: int, hessia
     """One row: compress, measure, fine-tune with the study's budget, measure again."""
     recipe = load_recipe(config.model).with_quant(method=method, k=k, d=d, hessian=hessian, seed=config.seed)
     result = compress(recipe)
-    before = held_out_fidelity(result.original, decoded_model(result.compressed))
+    before = held_out_fidelity(result.original, decoded_model(result.compressed), recipe.model)
     tune = dataclasses.replace(recipe.finetune, epochs=config.epochs, batch_size=config.batch_size, seed=config.seed)
     _, summary = finetune_compressed(result.original, result.compressed, tune, config.crops_per_photo)
     after = summary["held_out_after"]
@@ -56,17 +65,18 @@ def run_arm(config: StudyConfig, label: str, method: str, k: int, d: int, hessia
             "loss_first": summary["loss_first"], "loss_last": summary["loss_last"]}
 
 
-def _plot(rows: list[dict], path: Path) -> None:
+def _plot(rows: list[dict], task: Task, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 4))
     x = range(len(rows))
-    ax.bar([i - 0.2 for i in x], [r["kl_kmeans"] for r in rows], 0.4, label="after k-means")
-    ax.bar([i + 0.2 for i in x], [r["kl_tuned"] for r in rows], 0.4, label="after fine-tuning")
+    for shift, stage, label in ((-0.2, "kmeans", "after k-means"), (0.2, "tuned", "after fine-tuning")):
+        values = [task.plot_value({m: r[f"{m}_{stage}"] for m in task.metrics}) for r in rows]
+        ax.bar([i + shift for i in x], values, 0.4, label=label)
     ax.set_xticks(list(x), [r["arm"] for r in rows], rotation=20, ha="right")
-    ax.set_ylabel("KL(fp32 || compressed), held-out photos")
+    ax.set_ylabel(task.plot_label)
     ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -76,6 +86,7 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 def run_study(config: StudyConfig) -> dict:
     """Run every arm; write study.json, study.md and study.png into the output folder."""
+    task = task_for(load_recipe(config.model).model)
     out = ensure_writable_dir(config.out_dir())
     start = time.perf_counter()
     rows = []
@@ -84,11 +95,12 @@ def run_study(config: StudyConfig) -> dict:
         rows.append(run_arm(config, *arm))
     result = {"model": config.model, "config": dataclasses.asdict(config), "rows": rows,
               "seconds": round(time.perf_counter() - start, 1),
-              "held_out": "photos from sources never used for fine-tuning (ssvq_deploy.data.split_by_source)"}
+              "held_out": task.held_out_note, "columns": study_columns(task.metrics)}
     write_text(out / "study.json", json.dumps(result, indent=2))
-    budget = (f"seed {config.seed}; fine-tuning: {config.epochs} epochs x {config.crops_per_photo} random crops per "
-              f"training photo, global batch {config.batch_size}, recipe lr / lr_mask / theta; distillation from fp32")
+    crops = task.default_crops if config.crops_per_photo is None else config.crops_per_photo
+    budget = (f"seed {config.seed}; fine-tuning: {config.epochs} epochs x {task.budget(crops)}, global batch "
+              f"{config.batch_size}, recipe lr / lr_mask / theta; distillation from fp32")
     write_text(out / "study.md", f"# {config.model}: SSVQ vs VQ at equal bits\n\n{budget}\n\n```\n"
-               + format_table(rows, COLUMNS) + "\n```\n")
-    _plot(rows, out / "study.png")
+               + format_table(rows, result["columns"]) + "\n```\n")
+    _plot(rows, task, out / "study.png")
     return result

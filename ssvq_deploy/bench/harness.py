@@ -36,7 +36,7 @@ class BenchConfig:
     runs: int = 100
     warmup: int = 10
     out: str = "out/bench"
-    compressed: str | None = None  # MobileNetV2 compressed file; default: compress (k-means) first
+    compressed: str | None = None  # compressed file for its model's workloads; default: compress (k-means) first
     configs: tuple[str, ...] = tuple(CONFIGS)
 
     def __post_init__(self):
@@ -106,6 +106,7 @@ def measure(built: BuiltWorkload, config: str, threads: int, bench: BenchConfig)
         report_path = os.path.join(tmp, "kernels.jsonl")
         spec = {"model": str(built.models[config]), "library": library, "decode_at_load": decode,
                 "threads": threads, "input": "input", "shape": built.input_shape, "dtype": "float32",
+                "feed": str(built.feed) if built.feed else None,
                 "runs": bench.runs, "warmup": bench.warmup, "report": report_path if library else None}
         result = _run_worker(spec)
         report = []

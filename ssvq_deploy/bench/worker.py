@@ -3,7 +3,8 @@
 
 Imports only numpy, onnx and onnxruntime (and the golden decoder for decode-at-load), never torch. The spec:
 ``{"model": path, "library": bool, "decode_at_load": bool, "threads": int, "input": name, "shape": [...],
-"dtype": "float32" | "int64", "runs": int, "warmup": int, "report": path or null}``.
+"dtype": "float32" | "int64", "feed": .npz path or null, "runs": int, "warmup": int, "report": path or null}``; a
+``feed`` (named arrays, e.g. input_ids and attention_mask) replaces the random ``input``.
 """
 from __future__ import annotations
 
@@ -78,11 +79,15 @@ def run(spec: dict) -> dict:
                        for t in model.graph.initializer)
     model_bytes = model.SerializeToString()
     del model
-    rng = np.random.default_rng(0)
-    shape = spec["shape"]
-    x = (rng.integers(1000, 2000, shape) if spec["dtype"] == "int64" else rng.standard_normal(shape)).astype(
-        spec["dtype"])
-    feed = {spec["input"]: x}
+    if spec.get("feed"):
+        with np.load(spec["feed"]) as arrays:
+            feed = {name: arrays[name] for name in arrays.files}
+    else:
+        rng = np.random.default_rng(0)
+        shape = spec["shape"]
+        x = (rng.integers(1000, 2000, shape) if spec["dtype"] == "int64" else rng.standard_normal(shape)).astype(
+            spec["dtype"])
+        feed = {spec["input"]: x}
     rss_before = rss_bytes()
     t0 = time.perf_counter()
     session = ort.InferenceSession(model_bytes, _options(spec), providers=["CPUExecutionProvider"])

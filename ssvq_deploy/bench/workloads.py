@@ -1,6 +1,7 @@
 """The benchmark workloads: each writes, from one set of weights, the ONNX model of every configuration
-(fp32, int8 static QDQ per-channel, int8 dynamic for Linear models, SSVQ decode-at-load, SSVQ fused int8 and float)
-and says how to feed it. Accuracy of each build against its reference is measured here too (not timed)."""
+(fp32, int8 static QDQ per-channel, int8 dynamic for Linear models and transformers, SSVQ decode-at-load, SSVQ fused
+int8 and float) and says how to feed it. Accuracy of each build against its reference is measured here too (not
+timed)."""
 from __future__ import annotations
 
 import logging
@@ -41,11 +42,13 @@ class BuiltWorkload:
     accuracy: dict[str, dict] = field(default_factory=dict)  # configuration -> metrics vs its reference
     unfused: dict[str, str] = field(default_factory=dict)  # fused export: layers left on SSVQDecode
     notes: str = ""
+    feed: Path | None = None  # .npz of named inputs to time with; None: one random float32 `input` of input_shape
 
 
-def _fused_models(out: Path, compressed: CompressedModel, reference: nn.Module, shape, models: dict,
+def _fused_models(out: Path, compressed: CompressedModel, reference: nn.Module, model_io, models: dict,
                   unfused: dict) -> None:
-    base = compressed_onnx(compressed, reference, tuple(shape))
+    """``model_io``: a models.ModelIO or an input shape (see ``float_onnx``)."""
+    base = compressed_onnx(compressed, reference, model_io)
     save_onnx(base, out / "ssvq.onnx")
     models["ssvq_decode_at_load"] = out / "ssvq.onnx"
     for numerics in ("int8", "float"):
@@ -56,7 +59,7 @@ def _fused_models(out: Path, compressed: CompressedModel, reference: nn.Module, 
         unfused.update(result.unfused)
 
 
-def _outputs(path: Path, library: bool, decode: bool, x: np.ndarray) -> np.ndarray:
+def _outputs(path: Path, library: bool, decode: bool, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
     import onnx
     from ..runtime.decode_at_load import decode_at_load
     model = onnx.load(str(path))
@@ -68,7 +71,24 @@ def _outputs(path: Path, library: bool, decode: bool, x: np.ndarray) -> np.ndarr
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {INPUT: x[i:i + 1]})[0] for i in range(len(x))])
+    return np.concatenate([session.run(None, feed)[0] for feed in feeds])
+
+
+def _single_feeds(x: np.ndarray) -> list[dict[str, np.ndarray]]:
+    return [{INPUT: x[i:i + 1]} for i in range(len(x))]
+
+
+def _compression(model: str, recipe: str, compressed_file: str | None) -> CompressedModel:
+    """``compressed_file`` if it holds ``model``, else ``recipe`` compressed with k-means."""
+    from ..pipeline import compress, load_compressed
+    from ..recipe import load_recipe
+    if compressed_file:
+        compressed = load_compressed(compressed_file)
+        if compressed.model == model:
+            return compressed
+        log.info("%s holds a %s, not a %s: compressing %s with k-means", compressed_file, compressed.model, model,
+                 model)
+    return compress(load_recipe(recipe), progress=False).compressed
 
 
 def _int8_dynamic(fp32_path: Path, path: Path) -> None:
@@ -80,12 +100,10 @@ def mobilenetv2(out: Path, batch: int, compressed_file: str | None) -> BuiltWork
     """torchvision's MobileNetV2 (packaged ImageNet weights) and its SSVQ k=16 d=8 compression."""
     from ..data import photo_batch
     from ..models import load_model
-    from ..pipeline import compress, decoded_model, load_compressed
-    from ..recipe import load_recipe
+    from ..pipeline import decoded_model
     out.mkdir(parents=True, exist_ok=True)
     original = load_model("mobilenetv2")
-    compressed = load_compressed(compressed_file) if compressed_file else \
-        compress(load_recipe("mobilenetv2_ssvq"), progress=False).compressed
+    compressed = _compression("mobilenetv2", "mobilenetv2_ssvq", compressed_file)
     reference = decoded_model(compressed)
     shape = [1, 3, 224, 224]
     models: dict[str, Path] = {}
@@ -103,7 +121,7 @@ def mobilenetv2(out: Path, batch: int, compressed_file: str | None) -> BuiltWork
             golden, fp32_logits = reference(photos).numpy(), original(photos).numpy()
         for config, path in models.items():
             library, decode = CONFIGS[config]
-            y = _outputs(path, library, decode, x)
+            y = _outputs(path, library, decode, _single_feeds(x))
             ref = fp32_logits if config in ("fp32", "int8_qdq") else golden
             built.accuracy[config] = {
                 "reference": "fp32 torch" if ref is fp32_logits else "golden-decoded SSVQ torch",
@@ -161,32 +179,84 @@ def linear_stack(out: Path, width: int = 4096, depth: int = 4, k: int = 16, d: i
         want = model(torch.from_numpy(x)).numpy()
     for config, path in models.items():
         library, decode = CONFIGS[config]
-        y = _outputs(path, library, decode, x)
+        y = _outputs(path, library, decode, _single_feeds(x))
         built.accuracy[config] = {"reference": "fp32 torch on the same (decoded) weights",
                                   "rel_l2_err": float(np.linalg.norm(y - want) / np.linalg.norm(want)),
                                   "max_abs_err": float(np.abs(y - want).max())}
     return built
 
 
-WORKLOADS = ("mobilenetv2_b1", "mobilenetv2_b8", "linear_4x4096")
+def minilm(out: Path, batch: int, compressed_file: str | None, seq: int = 128) -> BuiltWorkload:
+    """sentence-transformers' all-MiniLM-L6-v2 (packaged weights) and its SSVQ k=16 d=8 compression (the 36 encoder
+    Linear layers), ``batch`` x ``seq`` tokens: fp32, int8 dynamic (per-channel weights, MatMulInteger; what
+    ``ssvq export`` compares against), SSVQ decode-at-load, SSVQ fused (SSVQGemm) int8 and float. Timed on real
+    held-out passages padded to ``seq`` tokens; accuracy on every held-out passage, one at a time."""
+    from ..models import load_model, model_spec
+    from ..pipeline import decoded_model
+    from ..tasks import task_for
+    out.mkdir(parents=True, exist_ok=True)
+    original = load_model("minilm")
+    compressed = _compression("minilm", "minilm_ssvq", compressed_file)
+    reference = decoded_model(compressed)
+    model_io, task = model_spec("minilm").model_io(), task_for("minilm")
+    models: dict[str, Path] = {}
+    fp32 = float_onnx(original, model_io)
+    save_onnx(fp32, out / "fp32.onnx")
+    models["fp32"] = out / "fp32.onnx"
+    held_out = task.samples("held_out")
+    task.int8(fp32, held_out, out / "int8_dynamic.onnx")
+    models["int8_dynamic"] = out / "int8_dynamic.onnx"
+    built = BuiltWorkload(f"minilm_b{batch}", batch, [batch, seq], models)
+    _fused_models(out, compressed, reference, model_io, models, built.unfused)
+    ids, mask = held_out.inputs
+    if batch > ids.shape[0] or ids.shape[1] != seq:
+        raise ConfigError(f"minilm_b{batch}: needs at most {ids.shape[0]} passages of {ids.shape[1]} tokens")
+    built.feed = out / f"feed_b{batch}.npz"
+    np.savez(built.feed, **{name: t[:batch].numpy() for name, t in zip(model_io.input_names, (ids, mask))})
+    feeds = [dict(zip(model_io.input_names, (t.numpy() for t in task.sample(held_out, i))))
+             for i in range(len(held_out))]
+    golden, fp32_emb = task.forward(reference, held_out), task.forward(original, held_out)
+    for config, path in models.items():
+        library, decode = CONFIGS[config]
+        y = _outputs(path, library, decode, feeds)
+        ref = fp32_emb if config in ("fp32", "int8_dynamic") else golden
+        built.accuracy[config] = {
+            "reference": "fp32 torch" if ref is fp32_emb else "golden-decoded SSVQ torch",
+            **task.fidelity(ref, torch.from_numpy(y)), "max_abs_err": float(np.abs(y - ref.numpy()).max()),
+            "texts": len(held_out)}
+    origin = "fine-tuned" if "finetune" in compressed.meta else "k-means only (no fine-tuning)"
+    built.notes = (f"{len(held_out)} held-out passages; timing input: {batch} of them padded to {seq} tokens. SSVQ "
+                   f"weights {origin}: the golden-decoded embeddings' mean cosine with fp32 torch is "
+                   f"{task.fidelity(fp32_emb, golden)['cosine']:.3f}")
+    return built
+
+
+WORKLOADS = ("mobilenetv2_b1", "mobilenetv2_b8", "linear_4x4096", "minilm_b1")
+_PATTERNS = "mobilenetv2_b<batch>, linear_<depth>x<width>, minilm_b<batch>"
+
+
+def _batch_of(name: str, prefix: str) -> int | None:
+    rest = name[len(prefix):] if name.startswith(prefix) else ""
+    return int(rest) if rest.isdigit() and int(rest) > 0 else None
 
 
 def build_all(names: list[str], out: Path, compressed_file: str | None = None) -> list[BuiltWorkload]:
-    """Build the models of every workload under ``out``; MobileNetV2 batch sizes share one set of files."""
-    bad = [n for n in names if not (n.startswith("mobilenetv2_b") and n[len("mobilenetv2_b"):].isdigit())
+    """Build the models of every workload under ``out``; the batch sizes of one model share one set of files.
+    ``compressed_file`` replaces k-means for the workloads of the model it holds."""
+    bad = [n for n in names if _batch_of(n, "mobilenetv2_b") is None and _batch_of(n, "minilm_b") is None
            and not (n.startswith("linear_") and all(p.isdigit() for p in n[len("linear_"):].split("x")))]
     if bad:
-        raise ConfigError(f"unknown workloads {bad}; available: {', '.join(WORKLOADS)} "
-                          f"(mobilenetv2_b<batch>, linear_<depth>x<width>)")
+        raise ConfigError(f"unknown workloads {bad}; available: {', '.join(WORKLOADS)} ({_PATTERNS})")
     built, mobilenet = [], None
     for name in names:
-        if name.startswith("mobilenetv2_b"):
-            batch = int(name[len("mobilenetv2_b"):])
+        if (batch := _batch_of(name, "mobilenetv2_b")) is not None:
             if mobilenet is None:
                 mobilenet = mobilenetv2(out / "mobilenetv2", 1, compressed_file)
             built.append(BuiltWorkload(name, batch, [batch, 3, 224, 224], mobilenet.models,
                                        mobilenet.accuracy if batch == 1 else {}, mobilenet.unfused,
                                        mobilenet.notes))
+        elif (batch := _batch_of(name, "minilm_b")) is not None:
+            built.append(minilm(out / "minilm", batch, compressed_file))
         else:
             depth, width = (int(p) for p in name[len("linear_"):].split("x"))
             built.append(linear_stack(out / name, width=width, depth=depth))

@@ -256,11 +256,12 @@ def _prune(graph: onnx.GraphProto) -> None:
     del graph.value_info[:]
 
 
-def fused_onnx(compressed, reference, input_shape: tuple[int, ...], config: FusedConfig = FusedConfig()) -> FusionResult:
+def fused_onnx(compressed, reference, model_io, config: FusedConfig = FusedConfig()) -> FusionResult:
     """The fused ONNX model of ``reference`` (the golden-decoded torch model of ``compressed``), checked and with
-    full shapes; ``result.unfused`` lists layers left on the generic decode path."""
+    full shapes; ``result.unfused`` lists layers left on the generic decode path. ``model_io``: a ``ModelIO`` or an
+    input shape, as for ``float_onnx``."""
     from .onnx_export import check, compressed_onnx
-    result = fuse(compressed_onnx(compressed, reference, input_shape), config)
+    result = fuse(compressed_onnx(compressed, reference, model_io), config)
     result.model.doc_string = (f"ssvq-deploy: {compressed.model} {compressed.meta.get('method', '')}, packed weights, "
                                f"fused ops ({config.numerics})")
     check(result.model)

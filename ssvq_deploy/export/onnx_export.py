@@ -20,6 +20,7 @@ from torch import nn
 from ..atomic import atomic_path
 from ..errors import SSVQError
 from ..format import CompressedModel, PackedLayer
+from ..models import ModelIO
 from .decode_node import DOMAIN, DOMAIN_VERSION, ONNX_OPSET, decode_node
 from .fused_schema import register_fused_schemas
 from .op_schema import register_schema
@@ -33,15 +34,19 @@ class ExportError(SSVQError):
     """The model cannot be exported as asked (unsupported consumer, missing weight, checker failure)."""
 
 
-def float_onnx(model: nn.Module, input_shape: tuple[int, ...]) -> onnx.ModelProto:
-    """The float ONNX graph of ``model`` (eval mode, dynamic batch, BatchNorm kept, initializers by state_dict name)."""
+def float_onnx(model: nn.Module, model_io: ModelIO | tuple[int, ...]) -> onnx.ModelProto:
+    """The float ONNX graph of ``model`` (eval mode, BatchNorm kept, initializers by state_dict name), called as
+    ``model_io`` says (a model's ``ModelSpec.model_io()``: example inputs, names, dynamic axes). A shape is shorthand
+    for one float input ``input`` of that shape and one output ``output``, dynamic batch."""
+    if not isinstance(model_io, ModelIO):
+        model_io = ModelIO.single(tuple(model_io), INPUT, OUTPUT)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(model.eval(), (torch.zeros(input_shape),), buffer, dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=False,
-                          training=torch.onnx.TrainingMode.PRESERVE,
-                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+        torch.onnx.export(model.eval(), tuple(model_io.examples), buffer, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=list(model_io.input_names), output_names=list(model_io.output_names),
+                          do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE,
+                          dynamic_axes={k: dict(v) for k, v in model_io.dynamic_axes.items()})
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -106,10 +111,11 @@ def check(model: onnx.ModelProto) -> None:
         raise ExportError(f"exported model fails onnx.checker: {exc}") from exc
 
 
-def compressed_onnx(compressed: CompressedModel, reference: nn.Module, input_shape: tuple[int, ...],
+def compressed_onnx(compressed: CompressedModel, reference: nn.Module, model_io: ModelIO | tuple[int, ...],
                     portable: bool = False) -> onnx.ModelProto:
-    """ONNX model of ``reference`` (the golden-decoded model) with packed weights and decode nodes, checked."""
-    model = replace_weights(float_onnx(reference, input_shape), compressed.layers, portable)
+    """ONNX model of ``reference`` (the golden-decoded model) with packed weights and decode nodes, checked;
+    ``model_io`` as for :func:`float_onnx`."""
+    model = replace_weights(float_onnx(reference, model_io), compressed.layers, portable)
     model.doc_string = f"ssvq-deploy: {compressed.model} {compressed.meta.get('method', '')}, packed weights"
     check(model)
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)

@@ -48,19 +48,37 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
                     log_target=True, reduction="batchmean") * t * t
 
 
-def finetune(student: nn.Module, qweights: dict[str, QuantWeight], inputs: torch.Tensor, config: FinetuneConfig,
-             teacher: nn.Module | None = None, labels: torch.Tensor | None = None,
-             augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-             progress: bool = False) -> list[float]:
-    """Fine-tune ``student`` (whose compressed layers are ``qweights``) on ``inputs`` [n, ...].
+def cosine_distillation_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - cos(student, teacher) over the batch (embedding models; for unit-norm embeddings this is half
+    the mean squared distance)."""
+    return (1 - F.cosine_similarity(student_emb, teacher_emb, dim=-1)).mean()
 
-    The target is the ``teacher``'s output (distillation) or ``labels`` (cross-entropy). ``augment(batch, gen)``
-    transforms each global batch. Returns the mean loss of every step (this rank's shard).
+
+def finetune(student: nn.Module, qweights: dict[str, QuantWeight],
+             inputs: torch.Tensor | tuple[torch.Tensor, ...], config: FinetuneConfig,
+             teacher: nn.Module | None = None, labels: torch.Tensor | None = None,
+             augment: Callable | None = None, progress: bool = False,
+             distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> list[float]:
+    """Fine-tune ``student`` (whose compressed layers are ``qweights``) on ``inputs``: one tensor [n, ...] or, for
+    models of several inputs, a tuple of tensors with n rows each (``model(*inputs)``).
+
+    The target is the ``teacher``'s output (distillation: ``distill(student_out, teacher_out)``, by default
+    :func:`distillation_loss` with the config's temperature) or ``labels`` (cross-entropy). ``augment(batch, gen)``
+    transforms each global batch (a tensor, or a tuple like ``inputs``). Returns the mean loss of every step (this
+    rank's shard).
     """
     if (teacher is None) == (labels is None):
         raise ConfigError("fine-tuning needs exactly one target: a teacher model or labels")
+    single = isinstance(inputs, torch.Tensor)
+    parts = (inputs,) if single else tuple(inputs)
+    n = parts[0].shape[0]
+    if any(p.shape[0] != n for p in parts):
+        raise ConfigError(f"inputs disagree on the number of samples: {[p.shape[0] for p in parts]}")
+    if distill is None:
+        def distill(out, target):
+            return distillation_loss(out, target, config.temperature)
     rank, world = _world()
-    batch = min(config.batch_size, inputs.shape[0])
+    batch = min(config.batch_size, n)
     if batch % world:
         raise ConfigError(f"global batch {batch} is not divisible by the {world} processes")
     for p in student.parameters():
@@ -73,21 +91,23 @@ def finetune(student: nn.Module, qweights: dict[str, QuantWeight], inputs: torch
     model = nn.parallel.DistributedDataParallel(student) if world > 1 else student
     optimizer = _optimizer(qweights, config)
     gen = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = inputs.shape[0] // batch
+    steps_per_epoch = n // batch
     losses = []
     bar = tqdm(total=config.epochs * steps_per_epoch, desc="fine-tune", disable=not progress or rank != 0)
     for _ in range(config.epochs):
-        order = torch.randperm(inputs.shape[0], generator=gen)
+        order = torch.randperm(n, generator=gen)
         for step in range(steps_per_epoch):
             idx = order[step * batch:(step + 1) * batch]
-            x = inputs[idx] if augment is None else augment(inputs[idx], gen)
+            x = tuple(p[idx] for p in parts)
+            if augment is not None:
+                x = (augment(x[0], gen),) if single else tuple(augment(x, gen))
             shard = slice(rank * batch // world, (rank + 1) * batch // world)
-            x = x[shard]
-            out = model(x)
+            x = tuple(p[shard] for p in x)
+            out = model(*x)
             if teacher is not None:
                 with torch.no_grad():
-                    target = teacher(x)
-                loss = distillation_loss(out, target, config.temperature)
+                    target = teacher(*x)
+                loss = distill(out, target)
             else:
                 loss = F.cross_entropy(out, labels[idx][shard])
             optimizer.zero_grad(set_to_none=True)

@@ -9,7 +9,7 @@ from torch import nn
 from ssvq_deploy.errors import ConfigError
 from ssvq_deploy.quant.compress import compress_model, plan_layers, relative_error
 from ssvq_deploy.quant.config import LayerRule, QuantConfig
-from ssvq_deploy.quant.hessian import fisher_diagonal
+from ssvq_deploy.quant.hessian import fisher_diagonal, random_projection
 
 LAYERS = ["0", "2", "4", "6", "9"]
 
@@ -176,3 +176,14 @@ def test_hessian_weighting_reduces_weighted_error(method):
         cm = compress_model(lin, QuantConfig(method=method, k=16, d=4, iters=25, hessian=hessian), "lin", importance=imp)
         err[hessian] = float((h * (w - cm.layers[""].decode()) ** 2).sum())
     assert err[True] < 0.5 * err[False], err
+
+
+def test_random_projection_objective_is_the_gauss_newton_diagonal():
+    # f = Wx + b: d<f, r>/dW = r x^T, so each sample adds (r_i x_j)^2 with the generator's r
+    torch.manual_seed(0)
+    lin = nn.Linear(5, 3)
+    x = torch.randn(4, 5)
+    fisher = fisher_diagonal(lin, [(xi[None],) for xi in x], random_projection, seed=7)
+    gen = torch.Generator().manual_seed(7)
+    expect = sum(torch.outer(torch.randn((1, 3), generator=gen)[0], xi) ** 2 for xi in x) / 4
+    torch.testing.assert_close(fisher[""], expect, rtol=1e-5, atol=1e-9)
