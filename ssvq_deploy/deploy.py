@@ -20,8 +20,8 @@ from .errors import ConfigError, VerificationError
 from .export.fused import FusedConfig, fuse
 from .export.onnx_export import check, compressed_onnx, float_onnx, save_onnx
 from .format import save
-from .models import load_model, model_spec
-from .pipeline import COMPRESSED_FILE, compress, decoded_model, load_compressed
+from .models import model_spec
+from .pipeline import COMPRESSED_FILE, compressed_for, decoded_model
 from .quant.report import compression_report
 from .recipe import load_recipe
 from .runtime import create_session, library_path
@@ -84,15 +84,9 @@ def run_export(config: ExportConfig) -> dict:
     if use_library:
         library_path()  # fail now, with build instructions, rather than after minutes of work
     out = ensure_writable_dir(config.out_dir())
-    if config.compressed:
-        original = load_model(recipe.model, config.weights)
-        compressed = load_compressed(config.compressed)
-        if compressed.model != recipe.model:
-            raise ConfigError(f"{config.compressed} holds a {compressed.model}, recipe {recipe.name} a {recipe.model}")
-    else:
+    if not config.compressed:
         _step(f"k-means: {recipe.quant.method} k={recipe.quant.k} d={recipe.quant.d}")
-        result = compress(recipe, config.weights, progress=True)
-        original, compressed = result.original, result.compressed
+    original, compressed = compressed_for(recipe, config.weights, config.compressed, progress=True)
     save(compressed, out / COMPRESSED_FILE)
     accounting = compression_report(original, compressed)
     reference = decoded_model(compressed)

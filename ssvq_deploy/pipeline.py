@@ -50,6 +50,19 @@ def compress(recipe: Recipe, weights: str | Path | None = None, progress: bool =
     return Compression(original, compressed, compression_report(original, compressed))
 
 
+def compressed_for(recipe: Recipe, weights: str | Path | None = None, compressed_file: str | Path | None = None,
+                   progress: bool = False) -> tuple[nn.Module, CompressedModel]:
+    """(fp32 model, compressed model): ``compressed_file`` if given (checked to be the recipe's model), else a
+    fresh k-means compression of the recipe's model."""
+    if compressed_file is None:
+        result = compress(recipe, weights, progress=progress)
+        return result.original, result.compressed
+    original, compressed = load_model(recipe.model, weights), load_compressed(compressed_file)
+    if compressed.model != recipe.model:
+        raise ConfigError(f"{compressed_file} holds a {compressed.model}, recipe {recipe.name} a {recipe.model}")
+    return original, compressed
+
+
 def write_compression(result: Compression, out_dir: str | Path) -> Path:
     """Write ``out_dir/model.ssvq.safetensors`` and ``out_dir/report.json``; returns the compressed file path."""
     out = ensure_writable_dir(out_dir)

@@ -23,8 +23,8 @@ from ..errors import ConfigError, SSVQError, VerificationError
 from ..export.int8 import int8_qdq
 from ..export.onnx_export import INPUT, compressed_onnx, float_onnx, save_onnx
 from ..format import save
-from ..models import load_model, model_spec
-from ..pipeline import COMPRESSED_FILE, compress, decoded_model, load_compressed
+from ..models import model_spec
+from ..pipeline import COMPRESSED_FILE, compressed_for, decoded_model
 from ..recipe import load_recipe
 from ..runtime import LibraryNotFoundError, create_session, library_path
 from ..runtime.decode_at_load import decode_at_load
@@ -124,14 +124,10 @@ def run_tvm(config: TvmConfig) -> dict:
         raise ConfigError(f"ssvq tvm builds image classifiers (NCHW input, photos to verify on); {recipe.model} is "
                           f"a {task} model with input {list(spec.input_shape)}")
     out = ensure_writable_dir(config.out_dir())
-    if config.compressed:
-        original, compressed = load_model(recipe.model, config.weights), load_compressed(config.compressed)
-        if compressed.model != recipe.model:
-            raise ConfigError(f"{config.compressed} holds a {compressed.model}, recipe {recipe.name} a {recipe.model}")
-    else:
+    if not config.compressed:
         _step(f"k-means: {recipe.quant.method} k={recipe.quant.k} d={recipe.quant.d}")
-        result = compress(recipe, config.weights, progress=True)
-        original, compressed = result.original, result.compressed
+    original, compressed = compressed_for(recipe, config.weights, config.compressed, progress=True)
+    if not config.compressed:
         save(compressed, out / COMPRESSED_FILE)
     reference = decoded_model(compressed)
     input_shape = spec.input_shape
