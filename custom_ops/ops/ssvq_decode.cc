@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "decode.h"
+#include "fused_common.h"  // shared op helpers: OpError, TensorView, attribute readers, guarded
 #include "ssvq_format.h"
 
 namespace ssvq {
@@ -21,82 +22,11 @@ namespace {
 constexpr const char* kOpName = "SSVQDecode";
 constexpr size_t kCodebook = 0, kIndices = 1, kSigns = 2;
 
-// A failure that names the problem; turned into an ORT status at the C boundary.
-struct OpError {
-    std::string message;
-};
-
 struct Attributes {
     int64_t k = 0, d = 0, numel = 0;
     int bits = 0;
     std::vector<int64_t> shape;
 };
-
-// A read-only view of one input tensor.
-struct TensorView {
-    ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-    std::vector<int64_t> dims;
-    int64_t numel = 0;
-    const void* data = nullptr;
-};
-
-TensorView view_of(const Ort::ConstValue& value) {
-    const Ort::TensorTypeAndShapeInfo info = value.GetTensorTypeAndShapeInfo();
-    TensorView t;
-    t.type = info.GetElementType();
-    t.dims = info.GetShape();
-    t.numel = int64_t(info.GetElementCount());
-    t.data = value.GetTensorRawData();
-    return t;
-}
-
-const char* type_name(ONNXTensorElementDataType type) {
-    switch (type) {
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float32";
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return "uint8";
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8: return "int8";
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16: return "uint16";
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16: return "int16";
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "float64";
-        case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return "bool";
-        default: return "a non-numeric or unusual type";
-    }
-}
-
-// Attribute readers over the C API: an absent attribute is an ordinary outcome here, not an exception.
-bool release_if_error(OrtStatus* status) {
-    if (status == nullptr) return false;
-    Ort::GetApi().ReleaseStatus(status);
-    return true;
-}
-
-bool try_attribute(const OrtKernelInfo* info, const char* name, int64_t* out) {
-    return !release_if_error(Ort::GetApi().KernelInfoGetAttribute_int64(info, name, out));
-}
-
-bool try_attribute(const OrtKernelInfo* info, const char* name, std::string* out) {
-    size_t size = 0;  // including the terminating NUL
-    if (release_if_error(Ort::GetApi().KernelInfoGetAttribute_string(info, name, nullptr, &size))) return false;
-    std::string text(size, '\0');
-    if (release_if_error(Ort::GetApi().KernelInfoGetAttribute_string(info, name, &text[0], &size))) return false;
-    text.resize(size > 0 ? size - 1 : 0);
-    *out = std::move(text);
-    return true;
-}
-
-bool try_attribute(const OrtKernelInfo* info, const char* name, std::vector<int64_t>* out) {
-    size_t size = 0;
-    if (release_if_error(Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, nullptr, &size))) return false;
-    std::vector<int64_t> values(size);
-    if (size > 0 &&
-        release_if_error(Ort::GetApi().KernelInfoGetAttributeArray_int64(info, name, values.data(), &size)))
-        return false;
-    *out = std::move(values);
-    return true;
-}
 
 Attributes read_attributes(const OrtKernelInfo* info) {
     Attributes a;
@@ -156,49 +86,12 @@ void decode_into(const Attributes& a, const TensorView& codebook, const TensorVi
     kernels.decode(args);
 }
 
-std::string node_name_of(const Ort::ConstKernelInfo& info) {
-    try {
-        std::string name = info.GetNodeName();
-        return name.empty() ? "<unnamed>" : name;
-    } catch (const Ort::Exception&) {
-        return "<unnamed>";
-    }
-}
-
-OrtStatus* node_status(const std::string& node, const std::string& message) {
-    const std::string text = std::string("[") + kOpName + "] node " + node + ": " + message;
-    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, text.c_str());
-}
-
-// Runs `body`, turning whatever it throws into an ORT status.
-template <typename F>
-OrtStatus* guarded(const std::string& node, F&& body) noexcept {
-    try {
-        body();
-        return nullptr;
-    } catch (const OpError& e) {
-        return node_status(node, e.message);
-    } catch (const Ort::Exception& e) {
-        return node_status(node, std::string("onnxruntime error: ") + e.what());
-    } catch (const std::bad_alloc&) {
-        return Ort::GetApi().CreateStatus(ORT_FAIL, ("[SSVQDecode] node " + node + ": out of memory").c_str());
-    } catch (const std::exception& e) {
-        return Ort::GetApi().CreateStatus(ORT_FAIL, ("[SSVQDecode] node " + node + ": " + e.what()).c_str());
-    } catch (...) {
-        return Ort::GetApi().CreateStatus(ORT_FAIL, "[SSVQDecode] unknown error");
-    }
-}
-
 class SSVQDecodeKernel {
    public:
     static OrtStatus* Create(const OrtKernelInfo* raw_info, void** kernel) noexcept {
         *kernel = nullptr;
-        std::string node = "<unnamed>";
-        try {
-            node = node_name_of(Ort::ConstKernelInfo{raw_info});
-        } catch (...) {
-        }
-        return guarded(node, [&] {
+        const std::string node = node_name_of(raw_info);
+        return guarded(kOpName, node, [&] {
             const Ort::ConstKernelInfo info{raw_info};
             auto self = std::make_unique<SSVQDecodeKernel>(node, read_attributes(raw_info));
             self->try_decode_constants(info);
@@ -210,7 +103,7 @@ class SSVQDecodeKernel {
         : node_(std::move(node)), attributes_(std::move(attributes)) {}
 
     OrtStatus* ComputeV2(OrtKernelContext* raw_context) noexcept {
-        return guarded(node_, [&] {
+        return guarded(kOpName, node_, [&] {
             Ort::KernelContext context(raw_context);
             Ort::UnownedValue output = context.GetOutput(0, attributes_.shape);
             float* out = output.GetTensorMutableData<float>();
