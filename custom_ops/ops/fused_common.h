@@ -142,4 +142,27 @@ void parallel_for(const Ort::KernelContext& context, size_t total, F&& fn) {
 void* scratch(int slot, size_t bytes);
 inline constexpr int kScratchSlots = 4;
 
+// The ORT op object of a fused op: `Kernel(config, info, node)` is created per node; inputs X, codebook and
+// indices are required, signs, scale and bias optional; the output is float. `Name` is the op type.
+template <typename Kernel, const char* const* Name>
+struct FusedOp : Ort::CustomOpBase<FusedOp<Kernel, Name>, Kernel, /*WithStatus=*/true> {
+    explicit FusedOp(OpConfig config) : config_(std::move(config)) {}
+    OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
+        *kernel = nullptr;
+        const std::string node = node_name_of(info);
+        return guarded(*Name, node, [&] { *kernel = new Kernel(config_, info, node); });
+    }
+    const char* GetName() const { return *Name; }
+    size_t GetInputTypeCount() const { return 6; }
+    ONNXTensorElementDataType GetInputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED; }
+    OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+        return index <= 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+    }
+    size_t GetOutputTypeCount() const { return 1; }
+    ONNXTensorElementDataType GetOutputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+
+   private:
+    OpConfig config_;
+};
+
 }  // namespace ssvq

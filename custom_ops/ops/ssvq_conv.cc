@@ -283,30 +283,10 @@ class SSVQConvKernel {
     std::string notes_;
 };
 
-struct SSVQConvOp : Ort::CustomOpBase<SSVQConvOp, SSVQConvKernel, /*WithStatus=*/true> {
-    explicit SSVQConvOp(OpConfig config) : config_(std::move(config)) {}
-    OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
-        *kernel = nullptr;
-        const std::string node = node_name_of(info);
-        return guarded(kOpName, node, [&] { *kernel = new SSVQConvKernel(config_, info, node); });
-    }
-    const char* GetName() const { return kOpName; }
-    size_t GetInputTypeCount() const { return 6; }
-    ONNXTensorElementDataType GetInputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED; }
-    OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-        return index <= 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
-    }
-    size_t GetOutputTypeCount() const { return 1; }
-    ONNXTensorElementDataType GetOutputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
-
-   private:
-    OpConfig config_;
-};
-
 }  // namespace
 
 std::shared_ptr<OrtCustomOp> make_ssvq_conv_op(const OpConfig& config) {
-    return std::make_shared<SSVQConvOp>(config);  // shared_ptr deletes the derived type
+    return std::make_shared<FusedOp<SSVQConvKernel, &kOpName>>(config);  // shared_ptr deletes the derived type
 }
 
 }  // namespace ssvq

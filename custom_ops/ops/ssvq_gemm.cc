@@ -141,30 +141,10 @@ class SSVQGemmKernel {
     std::string tile_notes_;  // the weight-tile decode's fallback, if any (gemm_tile_int8, gemm_f32)
 };
 
-struct SSVQGemmOp : Ort::CustomOpBase<SSVQGemmOp, SSVQGemmKernel, /*WithStatus=*/true> {
-    explicit SSVQGemmOp(OpConfig config) : config_(std::move(config)) {}
-    OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
-        *kernel = nullptr;
-        const std::string node = node_name_of(info);
-        return guarded(kOpName, node, [&] { *kernel = new SSVQGemmKernel(config_, info, node); });
-    }
-    const char* GetName() const { return kOpName; }
-    size_t GetInputTypeCount() const { return 6; }
-    ONNXTensorElementDataType GetInputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED; }
-    OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-        return index <= 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
-    }
-    size_t GetOutputTypeCount() const { return 1; }
-    ONNXTensorElementDataType GetOutputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
-
-   private:
-    OpConfig config_;
-};
-
 }  // namespace
 
 std::shared_ptr<OrtCustomOp> make_ssvq_gemm_op(const OpConfig& config) {
-    return std::make_shared<SSVQGemmOp>(config);  // shared_ptr deletes the derived type
+    return std::make_shared<FusedOp<SSVQGemmKernel, &kOpName>>(config);  // shared_ptr deletes the derived type
 }
 
 }  // namespace ssvq
