@@ -89,6 +89,23 @@ struct DwConvArgs {
     float* scratch;  // dwconv_scratch_floats(...) floats: room for a zero-padded copy of x
 };
 
+// Depthwise conv of uint8 NHWC activations (io "uint8_nhwc"), output rows [oy_begin, oy_end) of one image, every
+// channel: acc[c] = sum over the taps inside the image of (x - x_zero_point) * w[tap][c], summed in float (exact:
+// integer products, |acc| < 2^24 while taps <= 512), then y = act(fma(acc, mult[c], bias[c])) and
+// Y = clamp(nearbyint(y * inv_y) + y_zero_point, 0, 255).
+struct DwU8NhwcArgs {
+    const uint8_t* x;  // [H, W, C]
+    uint8_t* y;        // [Ho, Wo, C]
+    const float* w;    // [kh * kw, C] int8 weights as floats
+    int64_t H, W, C, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw;
+    int64_t oy_begin, oy_end;
+    const float* mult;  // [C] x_scale * w_scale[c]
+    const float* bias;  // [C]
+    float x_zero_point, inv_y;
+    int32_t y_zero_point;
+    Activation activation;
+};
+
 // ---- gemm (rows of X times rows of W) ----
 
 // Y[m, n] = act(fma(sum_k X[m, k] * W[n, k], mult[n], bias[n])) for m < M, n < N.
@@ -163,6 +180,10 @@ struct FusedKernelSet {
     void (*gemm_f32)(const GemmF32Args&);
     void (*gemm_u8_tile)(const GemmU8TileArgs&);
     void (*gemv_lut)(const GemvLutArgs&, int64_t n_begin, int64_t n_end);  // nullptr: no LUT kernel in this set
+    // uint8 NHWC activations: rows x cols floats (row stride ldy) -> uint8 clamp(nearbyint(y * inv) + zp, 0, 255)
+    void (*requantize_u8)(const float* y, int64_t ldy, int64_t rows, int64_t cols, float inv_scale, int32_t zero_point,
+                          uint8_t* out, int64_t ldo);
+    void (*dwconv_u8_nhwc)(const DwU8NhwcArgs&);
 };
 
 // Floats of DwConvArgs::scratch: the zero-padded plane the AVX-512 kernel reads without bounds checks.
@@ -189,6 +210,9 @@ void dwconv_f32_ref(const DwConvArgs&);
 void gemm_f32_ref(const GemmF32Args&);
 void gemm_u8_tile_ref(const GemmU8TileArgs&);
 void gemv_lut_ref(const GemvLutArgs&, int64_t n_begin, int64_t n_end);
+void requantize_u8_ref(const float* y, int64_t ldy, int64_t rows, int64_t cols, float inv_scale, int32_t zero_point,
+                       uint8_t* out, int64_t ldo);
+void dwconv_u8_nhwc_ref(const DwU8NhwcArgs&);
 
 // The one rounding rule of the int8 epilogue and the activation, shared by every set (bit-exact agreement).
 inline float apply_activation(float y, Activation a) {

@@ -414,6 +414,82 @@ void dwconv_f32_avx512(const DwConvArgs& a) {
     dwconv_f32_ref(a);
 }
 
+// ---- uint8 NHWC activations ----------------------------------------------------------------------------------------
+
+// 16 floats -> 16 uint8: clamp(nearbyint(y * inv) + zp, 0, 255), the same selection as quantize_u8 in the generic set.
+SSVQ_AVX512 inline __m128i requantize16(__m512 y, __m512 inv, __m512 zp) {
+    const __m512 r = _mm512_add_ps(_mm512_roundscale_ps(_mm512_mul_ps(y, inv), _MM_FROUND_TO_NEAREST_INT |
+                                                                                    _MM_FROUND_NO_EXC), zp);
+    const __m512 c = _mm512_min_ps(_mm512_max_ps(r, _mm512_setzero_ps()), _mm512_set1_ps(255.f));
+    return _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(c));
+}
+
+SSVQ_AVX512 void requantize_u8_avx512(const float* y, int64_t ldy, int64_t rows, int64_t cols, float inv_scale,
+                                      int32_t zero_point, uint8_t* out, int64_t ldo) {
+    const __m512 inv = _mm512_set1_ps(inv_scale), zp = _mm512_set1_ps(float(zero_point));
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; c += 16) {
+            const __mmask16 m = lane_mask(cols - c);
+            _mm_mask_storeu_epi8(out + r * ldo + c, m, requantize16(_mm512_maskz_loadu_ps(m, y + r * ldy + c), inv, zp));
+        }
+}
+
+// One output pixel, channels [c0, c0 + 16 * V): the taps inside the image (`taps` of them, input pointers and
+// weight rows precomputed) accumulate in V float vectors.
+template <int V>
+SSVQ_AVX512 inline void dw_u8_pixel(const DwU8NhwcArgs& a, const uint8_t* const* xs, const float* const* ws, int taps,
+                                    int64_t c0, uint8_t* yp) {
+    __mmask16 m[V];
+    __m512 acc[V];
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) {
+        m[v] = lane_mask(a.C - c0 - 16 * v);
+        acc[v] = _mm512_setzero_ps();
+    }
+    const __m512 zp = _mm512_set1_ps(a.x_zero_point);
+    for (int t = 0; t < taps; ++t) {
+#pragma GCC unroll 8
+        for (int v = 0; v < V; ++v) {
+            const int64_t c = c0 + 16 * v;
+            const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[v], xs[t] + c)));
+            acc[v] = _mm512_fmadd_ps(_mm512_sub_ps(x, zp), _mm512_maskz_loadu_ps(m[v], ws[t] + c), acc[v]);
+        }
+    }
+    const __m512 inv = _mm512_set1_ps(a.inv_y), yzp = _mm512_set1_ps(float(a.y_zero_point));
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) {
+        const int64_t c = c0 + 16 * v;
+        const __m512 y = activate(_mm512_fmadd_ps(acc[v], _mm512_maskz_loadu_ps(m[v], a.mult + c),
+                                                  _mm512_maskz_loadu_ps(m[v], a.bias + c)), a.activation);
+        _mm_mask_storeu_epi8(yp + c, m[v], requantize16(y, inv, yzp));
+    }
+}
+
+SSVQ_AVX512 void dwconv_u8_nhwc_avx512(const DwU8NhwcArgs& a) {
+    constexpr int kMaxTaps = 512;  // the op sends larger kernels down the im2col path
+    const uint8_t* xs[kMaxTaps];
+    const float* ws[kMaxTaps];
+    for (int64_t oy = a.oy_begin; oy < a.oy_end; ++oy) {
+        for (int64_t ox = 0; ox < a.Wo; ++ox) {
+            int taps = 0;
+            for (int64_t i = 0; i < a.kh; ++i) {
+                const int64_t iy = oy * a.sh - a.pt + i * a.dh;
+                if (iy < 0 || iy >= a.H) continue;
+                for (int64_t j = 0; j < a.kw; ++j) {
+                    const int64_t ix = ox * a.sw - a.pl + j * a.dw;
+                    if (ix < 0 || ix >= a.W) continue;
+                    xs[taps] = a.x + (iy * a.W + ix) * a.C;
+                    ws[taps++] = a.w + (i * a.kw + j) * a.C;
+                }
+            }
+            uint8_t* yp = a.y + (oy * a.Wo + ox) * a.C;
+            int64_t c0 = 0;
+            for (; c0 + 64 <= a.C; c0 += 64) dw_u8_pixel<4>(a, xs, ws, taps, c0, yp);
+            for (; c0 < a.C; c0 += 16) dw_u8_pixel<1>(a, xs, ws, taps, c0, yp);
+        }
+    }
+}
+
 // ---- gemm -----------------------------------------------------------------------------------------------------------
 
 // Float: MB rows of X x NB rows of W, each pair a 16-lane partial sum over k, reduced at the end.
@@ -578,7 +654,8 @@ const FusedKernelSet& avx512_fused_kernels() {
                                     decode_s8_avx512,      decode_f32_avx512,     minmax_avx512,
                                     pack_u8_quads_avx512,  quantize_row_s8_avx512, transpose_quads_avx512,
                                     conv_f32_tile_avx512,  conv_u8_tile_avx512,   dwconv_f32_avx512,
-                                    gemm_f32_avx512,       gemm_u8_tile_avx512,   gemv_lut_avx512};
+                                    gemm_f32_avx512,       gemm_u8_tile_avx512,   gemv_lut_avx512,
+                                    requantize_u8_avx512,  dwconv_u8_nhwc_avx512};
     return set;
 }
 

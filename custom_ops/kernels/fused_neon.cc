@@ -477,7 +477,9 @@ const FusedKernelSet& neon_fused_kernels() {
                                     dwconv_f32_neon,
                                     gemm_f32_neon,
                                     gemm_u8_tile_neon,
-                                    gemv_lut_neon};
+                                    gemv_lut_neon,
+                                    requantize_u8_ref,  // portable C++: -O3 vectorises it with AdvSIMD
+                                    dwconv_u8_nhwc_ref};
     return set;
 }
 

@@ -94,6 +94,10 @@ bool try_attribute(const OrtKernelInfo* info, const char* name, int64_t* out) {
     return !release_if_error(Ort::GetApi().KernelInfoGetAttribute_int64(info, name, out));
 }
 
+bool try_attribute(const OrtKernelInfo* info, const char* name, float* out) {
+    return !release_if_error(Ort::GetApi().KernelInfoGetAttribute_float(info, name, out));
+}
+
 bool try_attribute(const OrtKernelInfo* info, const char* name, std::string* out) {
     size_t size = 0;
     if (release_if_error(Ort::GetApi().KernelInfoGetAttribute_string(info, name, nullptr, &size))) return false;
@@ -259,6 +263,22 @@ void KernelReport::ran(int path_id, const char* path, const std::string& notes) 
     if (FILE* f = std::fopen(report_path_.c_str(), "a")) {
         std::fputs(line.c_str(), f);
         std::fclose(f);
+    }
+}
+
+std::string attribute_or(Ort::ShapeInferContext& ctx, const char* name, const std::string& fallback) {
+    try {
+        return ctx.GetAttrString(name);
+    } catch (const Ort::Exception&) {
+        return fallback;
+    }
+}
+
+std::vector<int64_t> attribute_or(Ort::ShapeInferContext& ctx, const char* name, const std::vector<int64_t>& fallback) {
+    try {
+        return ctx.GetAttrInts(name);
+    } catch (const Ort::Exception&) {
+        return fallback;
     }
 }
 

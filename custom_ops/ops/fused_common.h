@@ -45,6 +45,7 @@ TensorView view_of(const Ort::ConstValue& value);
 const char* type_name(ONNXTensorElementDataType type);
 
 bool try_attribute(const OrtKernelInfo* info, const char* name, int64_t* out);
+bool try_attribute(const OrtKernelInfo* info, const char* name, float* out);
 bool try_attribute(const OrtKernelInfo* info, const char* name, std::string* out);
 bool try_attribute(const OrtKernelInfo* info, const char* name, std::vector<int64_t>* out);
 std::string node_name_of(const OrtKernelInfo* info);
@@ -138,6 +139,10 @@ void parallel_for(const Ort::KernelContext& context, size_t total, F&& fn) {
     if (job.failed) throw OpError{"a worker failed (out of memory?)"};
 }
 
+// Attribute readers for shape inference (ORT throws on a missing attribute): the value, or `fallback`.
+std::string attribute_or(Ort::ShapeInferContext& ctx, const char* name, const std::string& fallback);
+std::vector<int64_t> attribute_or(Ort::ShapeInferContext& ctx, const char* name, const std::vector<int64_t>& fallback);
+
 // Per-thread scratch buffers, 64-byte aligned, grown on demand and kept for the thread's lifetime.
 void* scratch(int slot, size_t bytes);
 inline constexpr int kScratchSlots = 4;
@@ -159,7 +164,12 @@ struct FusedOp : Ort::CustomOpBase<FusedOp<Kernel, Name>, Kernel, /*WithStatus=*
         return index <= 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
     }
     size_t GetOutputTypeCount() const { return 1; }
-    ONNXTensorElementDataType GetOutputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+    // float, or uint8 for SSVQConv with io "uint8_nhwc": set by InferOutputShape from the attributes
+    ONNXTensorElementDataType GetOutputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED; }
+    // ORT's graph-time shape and type inference: `Kernel::infer_output(ctx)` sets output 0.
+    static OrtStatusPtr InferOutputShape(Ort::ShapeInferContext& ctx) {
+        return guarded(*Name, "<shape inference>", [&] { Kernel::infer_output(ctx); });
+    }
 
    private:
     OpConfig config_;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "conv_u8_nhwc.h"
 #include "fused_common.h"
 #include "fused_ops.h"
 #include "ssvq_format.h"
@@ -26,10 +27,7 @@ constexpr int64_t kParallelMin = 1 << 16;  // elements below which quantizing an
 
 enum class Path { kPointwise = 0, kDepthwise = 1, kIm2col = 2 };
 
-struct ConvGeometry {
-    int64_t M = 0, Cg = 0, kh = 1, kw = 1, group = 1;
-    int64_t sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0, pb = 0, pr = 0;
-};
+}  // namespace
 
 ConvGeometry read_geometry(const OrtKernelInfo* info, const std::vector<int64_t>& shape) {
     if (shape.size() != 4) throw OpError{"expected shape [M, C/group, kH, kW], got " + format::dims_str(shape)};
@@ -66,6 +64,8 @@ ConvGeometry read_geometry(const OrtKernelInfo* info, const std::vector<int64_t>
     return g;
 }
 
+namespace {
+
 class SSVQConvKernel {
    public:
     SSVQConvKernel(const OpConfig& config, const OrtKernelInfo* info, std::string node)
@@ -74,6 +74,11 @@ class SSVQConvKernel {
           weight_(prepare_weight(info, kernels_)),
           geo_(read_geometry(info, weight_->shape)),
           report_(config, kOpName, node_, *weight_) {
+        U8Io io;
+        if (read_u8_io(info, weight_->numerics, &io)) {
+            u8_ = std::make_unique<ConvU8Nhwc>(kernels_, *weight_, geo_, io);
+            return;
+        }
         const bool pointwise = geo_.kh == 1 && geo_.kw == 1 && geo_.sh == 1 && geo_.sw == 1 && geo_.pt == 0 &&
                                geo_.pl == 0 && geo_.pb == 0 && geo_.pr == 0 && geo_.group == 1;
         if (pointwise) path_ = Path::kPointwise;
@@ -91,24 +96,42 @@ class SSVQConvKernel {
         if (path_ == Path::kIm2col && geo_.Cg == 1) notes_ += "depthwise under int8 numerics goes through im2col; ";
     }
 
+    // Y [N, M, Ho, Wo] float (io "float_nchw") or [N, Ho, Wo, M] uint8 (io "uint8_nhwc"); unknown sizes stay -1
+    static void infer_output(Ort::ShapeInferContext& ctx) {
+        using Dim = Ort::ShapeInferContext::SymbolicInteger;
+        const Ort::ShapeInferContext::Shape& x = ctx.GetInputShape(0);
+        const std::vector<int64_t> shape = attribute_or(ctx, "shape", std::vector<int64_t>{});
+        if (x.size() != 4 || shape.size() != 4) throw OpError{"expected a 4-D X and shape [M, C/group, kH, kW]"};
+        const bool nhwc = attribute_or(ctx, "io", std::string("float_nchw")) == "uint8_nhwc";
+        const std::vector<int64_t> strides = attribute_or(ctx, "strides", std::vector<int64_t>{1, 1});
+        const std::vector<int64_t> dilations = attribute_or(ctx, "dilations", std::vector<int64_t>{1, 1});
+        const std::vector<int64_t> pads = attribute_or(ctx, "pads", std::vector<int64_t>{0, 0, 0, 0});
+        if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
+            throw OpError{"expected strides and dilations of 2 values and pads of 4"};
+        Ort::ShapeInferContext::Shape y(4, Dim(int64_t(-1)));
+        y[0] = x[0];
+        y[nhwc ? 3 : 1] = Dim(shape[0]);
+        for (int a = 0; a < 2; ++a) {
+            const Dim& in = x[nhwc ? 1 + a : 2 + a];
+            if (!in.IsInt() || in.AsInt() < 0 || strides[size_t(a)] < 1) continue;
+            const int64_t span = dilations[size_t(a)] * (shape[size_t(2 + a)] - 1) + 1;
+            y[nhwc ? 1 + a : 2 + a] = Dim((in.AsInt() + pads[size_t(a)] + pads[size_t(a) + 2] - span) / strides[size_t(a)] + 1);
+        }
+        Ort::ThrowOnError(ctx.SetOutputShape(0, y, nhwc ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8
+                                                         : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT));
+    }
+
     OrtStatus* ComputeV2(OrtKernelContext* raw) noexcept {
         return guarded(kOpName, node_, [&] {
             Ort::KernelContext context(raw);
             const TensorView x = view_of(context.GetInput(0));
+            if (u8_) return run_u8(context, x);
             if (x.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || x.dims.size() != 4)
                 throw OpError{std::string("expected X as a 4-D float32 tensor [N, C, H, W], got ") + type_name(x.type) +
                               " of shape " + format::dims_str(x.dims)};
             const int64_t N = x.dims[0], C = x.dims[1], H = x.dims[2], W = x.dims[3];
-            if (C != geo_.Cg * geo_.group)
-                throw OpError{"expected X with C = " + std::to_string(geo_.Cg * geo_.group) + " channels (shape " +
-                              format::dims_str(weight_->shape) + ", group " + std::to_string(geo_.group) + "), got " +
-                              format::dims_str(x.dims)};
-            const int64_t Ho = (H + geo_.pt + geo_.pb - geo_.dh * (geo_.kh - 1) - 1) / geo_.sh + 1;
-            const int64_t Wo = (W + geo_.pl + geo_.pr - geo_.dw * (geo_.kw - 1) - 1) / geo_.sw + 1;
-            if (Ho < 1 || Wo < 1 || H + geo_.pt + geo_.pb < geo_.dh * (geo_.kh - 1) + 1 ||
-                W + geo_.pl + geo_.pr < geo_.dw * (geo_.kw - 1) + 1)
-                throw OpError{"expected an input at least as large as the dilated kernel, got " +
-                              format::dims_str(x.dims)};
+            int64_t Ho = 0, Wo = 0;
+            output_size(x.dims, C, H, W, &Ho, &Wo);
             Ort::UnownedValue out = context.GetOutput(0, std::vector<int64_t>{N, geo_.M, Ho, Wo});
             float* y = out.GetTensorMutableData<float>();
             const float* xd = static_cast<const float*>(x.data);
@@ -126,6 +149,33 @@ class SSVQConvKernel {
     }
 
    private:
+    // Checks the channel count C and the spatial size H x W of X against the weight; the output size.
+    void output_size(const std::vector<int64_t>& dims, int64_t C, int64_t H, int64_t W, int64_t* Ho,
+                     int64_t* Wo) const {
+        if (C != geo_.Cg * geo_.group)
+            throw OpError{"expected X with C = " + std::to_string(geo_.Cg * geo_.group) + " channels (shape " +
+                          format::dims_str(weight_->shape) + ", group " + std::to_string(geo_.group) + "), got " +
+                          format::dims_str(dims)};
+        *Ho = (H + geo_.pt + geo_.pb - geo_.dh * (geo_.kh - 1) - 1) / geo_.sh + 1;
+        *Wo = (W + geo_.pl + geo_.pr - geo_.dw * (geo_.kw - 1) - 1) / geo_.sw + 1;
+        if (*Ho < 1 || *Wo < 1 || H + geo_.pt + geo_.pb < geo_.dh * (geo_.kh - 1) + 1 ||
+            W + geo_.pl + geo_.pr < geo_.dw * (geo_.kw - 1) + 1)
+            throw OpError{"expected an input at least as large as the dilated kernel, got " + format::dims_str(dims)};
+    }
+
+    void run_u8(Ort::KernelContext& context, const TensorView& x) const {
+        if (x.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 || x.dims.size() != 4)
+            throw OpError{std::string("expected X as a 4-D uint8 tensor [N, H, W, C] (io \"uint8_nhwc\"), got ") +
+                          type_name(x.type) + " of shape " + format::dims_str(x.dims)};
+        const int64_t N = x.dims[0], H = x.dims[1], W = x.dims[2], C = x.dims[3];
+        int64_t Ho = 0, Wo = 0;
+        output_size(x.dims, C, H, W, &Ho, &Wo);
+        Ort::UnownedValue out = context.GetOutput(0, std::vector<int64_t>{N, Ho, Wo, geo_.M});
+        report_.ran(u8_->path_id(), u8_->path_name(), u8_->notes());
+        if (N > 0) u8_->run(context, static_cast<const uint8_t*>(x.data), N, H, W, Ho, Wo,
+                            out.GetTensorMutableData<uint8_t>());
+    }
+
     // Quantization of one image (int8): min/max, then the uint8 parameters.
     U8Quant image_quant(const Ort::KernelContext& context, const float* x, int64_t count) const {
         const int64_t chunks = count >= 2 * kParallelMin ? (count + kParallelMin - 1) / kParallelMin : 1;
@@ -278,6 +328,7 @@ class SSVQConvKernel {
     const std::unique_ptr<PreparedWeight> weight_;
     const ConvGeometry geo_;
     const KernelReport report_;
+    std::unique_ptr<ConvU8Nhwc> u8_;  // io "uint8_nhwc"; else the float_nchw paths below
     Path path_ = Path::kIm2col;
     const char* path_name_ = "";
     std::string notes_;

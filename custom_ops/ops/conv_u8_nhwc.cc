@@ -1,0 +1,189 @@
+// SSVQConv, io "uint8_nhwc": see conv_u8_nhwc.h.
+#include "conv_u8_nhwc.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace ssvq {
+namespace {
+
+constexpr int64_t kCols = 64;        // output channels per GEMM block (the AVX-512 tiler's 4 vectors)
+constexpr int64_t kRowChunk = 48;    // pixel rows per GEMM call: a float tile of 48 x 64 stays in L1
+constexpr int64_t kPixelItem = 768;  // pixel rows per work item: one weight-block decode serves all of them
+constexpr int64_t kMaxDwTaps = 512;  // the depthwise kernel's float sums are exact up to this many taps
+
+float required_float(const OrtKernelInfo* info, const char* name) {
+    float v = 0.f;
+    if (!try_attribute(info, name, &v)) throw OpError{std::string("expected float attribute ") + name +
+                                                      " (io \"uint8_nhwc\"), got none"};
+    if (!(v > 0.f) || !std::isfinite(v))
+        throw OpError{std::string("expected ") + name + " > 0 and finite, got " + std::to_string(v)};
+    return v;
+}
+
+int32_t required_zero_point(const OrtKernelInfo* info, const char* name) {
+    int64_t v = 0;
+    if (!try_attribute(info, name, &v)) throw OpError{std::string("expected int attribute ") + name +
+                                                      " (io \"uint8_nhwc\"), got none"};
+    if (v < 0 || v > 255) throw OpError{std::string("expected ") + name + " in 0..255, got " + std::to_string(v)};
+    return int32_t(v);
+}
+
+}  // namespace
+
+bool read_u8_io(const OrtKernelInfo* info, Numerics numerics, U8Io* io) {
+    std::string mode = "float_nchw";
+    try_attribute(info, "io", &mode);
+    if (mode == "float_nchw") {
+        float f = 0.f;
+        int64_t i = 0;
+        for (const char* name : {"x_scale", "y_scale"})
+            if (try_attribute(info, name, &f))
+                throw OpError{std::string("expected no ") + name + " with io \"float_nchw\" (it quantizes "
+                              "uint8_nhwc activations), got one"};
+        for (const char* name : {"x_zero_point", "y_zero_point"})
+            if (try_attribute(info, name, &i))
+                throw OpError{std::string("expected no ") + name + " with io \"float_nchw\", got one"};
+        return false;
+    }
+    if (mode != "uint8_nhwc") throw OpError{"expected io \"float_nchw\" or \"uint8_nhwc\", got \"" + mode + "\""};
+    if (numerics != Numerics::kInt8) throw OpError{"expected numerics \"int8\" with io \"uint8_nhwc\", got \"float\""};
+    io->x_scale = required_float(info, "x_scale");
+    io->x_zero_point = required_zero_point(info, "x_zero_point");
+    io->y_scale = required_float(info, "y_scale");
+    io->y_zero_point = required_zero_point(info, "y_zero_point");
+    io->inv_y = 1.f / io->y_scale;
+    return true;
+}
+
+ConvU8Nhwc::ConvU8Nhwc(const FusedKernelSet& kernels, const PreparedWeight& w, const ConvGeometry& geo,
+                       const U8Io& io)
+    : kernels_(kernels), w_(w), geo_(geo), io_(io) {
+    const int64_t taps = geo_.kh * geo_.kw;
+    const bool pointwise = taps == 1 && geo_.sh == 1 && geo_.sw == 1 && geo_.pt == 0 && geo_.pl == 0 &&
+                           geo_.pb == 0 && geo_.pr == 0 && geo_.group == 1;
+    if (pointwise) path_ = kPointwise;
+    else if (geo_.Cg == 1 && geo_.M == geo_.group && taps <= kMaxDwTaps) path_ = kDepthwise;
+    else path_ = kIm2col;
+    K_ = geo_.Cg * taps;
+    Kpad_ = (K_ + 3) / 4 * 4;
+    mult_.resize(size_t(geo_.M));
+    comp_.resize(size_t(geo_.M));
+    for (int64_t o = 0; o < geo_.M; ++o) {
+        mult_[size_t(o)] = io_.x_scale * w_.w_scale[size_t(o)];
+        comp_[size_t(o)] = io_.x_zero_point * w_.row_sums[size_t(o)];
+    }
+    if (path_ != kDepthwise) notes_ = tile_decode_notes(kernels_, w_);
+    const std::string set = kernels_.name;
+    if (path_ == kDepthwise && (set == "neon" || set == "neon_dotprod"))
+        notes_ = "depthwise uint8: portable C++ kernel (compiler-vectorised)";
+    if (path_ == kIm2col && geo_.Cg == 1) notes_ += std::string(notes_.empty() ? "" : "; ") +
+                                                   "depthwise with a channel multiplier goes through im2col";
+}
+
+const char* ConvU8Nhwc::path_name() const {
+    return path_ == kPointwise ? "conv1x1_u8nhwc" : path_ == kDepthwise ? "dwconv_u8nhwc" : "conv_im2col_u8nhwc";
+}
+
+void ConvU8Nhwc::run(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W,
+                     int64_t Ho, int64_t Wo, uint8_t* y) const {
+    if (path_ == kDepthwise) depthwise(context, x, N, H, W, Ho, Wo, y);
+    else gemm(context, x, N, H, W, Ho, Wo, y);
+}
+
+void ConvU8Nhwc::im2col_rows(const uint8_t* x, int64_t H, int64_t W, int64_t Wo, int64_t g, int64_t p0,
+                             int64_t count, uint8_t* rows, int64_t ldr) const {
+    const int64_t C = geo_.Cg * geo_.group, Cg = geo_.Cg;
+    const uint8_t zp = uint8_t(io_.x_zero_point);
+    for (int64_t r = 0; r < count; ++r) {
+        const int64_t oy = (p0 + r) / Wo, ox = (p0 + r) % Wo;
+        uint8_t* dst = rows + r * ldr;
+        for (int64_t i = 0; i < geo_.kh; ++i) {
+            const int64_t iy = oy * geo_.sh - geo_.pt + i * geo_.dh;
+            for (int64_t j = 0; j < geo_.kw; ++j, dst += Cg) {
+                const int64_t ix = ox * geo_.sw - geo_.pl + j * geo_.dw;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) std::memset(dst, zp, size_t(Cg));
+                else std::memcpy(dst, x + (iy * W + ix) * C + g * Cg, size_t(Cg));
+            }
+        }
+        std::memset(dst, zp, size_t(ldr - K_));
+    }
+}
+
+void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W,
+                      int64_t Ho, int64_t Wo, uint8_t* y) const {
+    const int64_t C = geo_.Cg * geo_.group, P = Ho * Wo, Mg = geo_.M / geo_.group, taps = geo_.kh * geo_.kw;
+    // Pointwise with whole quads per row reads X in place, every image at once (NHWC rows are contiguous).
+    const bool in_place = path_ == kPointwise && C % 4 == 0;
+    const int64_t images = in_place ? 1 : N, rows_per_image = in_place ? N * P : P;
+    const int64_t col_blocks = (Mg + kCols - 1) / kCols, pixel_items = (rows_per_image + kPixelItem - 1) / kPixelItem;
+    const int64_t Kq = Kpad_ / 4;
+    const std::vector<float> x_scale(size_t(kRowChunk), io_.x_scale);
+    const int64_t per_image = geo_.group * col_blocks * pixel_items;
+    parallel_for(context, size_t(images * per_image), [&](size_t item) {
+        const int64_t n = int64_t(item) / per_image, rest = int64_t(item) % per_image;
+        const int64_t g = rest / (col_blocks * pixel_items), cb = rest / pixel_items % col_blocks;
+        const int64_t pi = rest % pixel_items;
+        const int64_t o0 = g * Mg + cb * kCols, cols = std::min(kCols, Mg - cb * kCols);
+        const int64_t ldn = (cols + 15) / 16 * 16;
+        // decode the block's weight rows to int8 (reduction order (i, j, c) to match the NHWC rows), quad-transpose
+        auto* tile = static_cast<int8_t*>(scratch(0, size_t(cols * Kpad_ * 2)));
+        int8_t* row = tile + cols * Kpad_;
+        for (int64_t r = 0; r < cols; ++r) {
+            int8_t* dst = tile + r * Kpad_;
+            if (taps == 1 || geo_.Cg == 1) {
+                kernels_.decode_s8(w_.packed, (o0 + r) * K_, (o0 + r + 1) * K_, dst);
+            } else {
+                kernels_.decode_s8(w_.packed, (o0 + r) * K_, (o0 + r + 1) * K_, row);
+                for (int64_t c = 0; c < geo_.Cg; ++c)
+                    for (int64_t t = 0; t < taps; ++t) dst[t * geo_.Cg + c] = row[c * taps + t];
+            }
+            std::memset(dst + K_, 0, size_t(Kpad_ - K_));
+        }
+        auto* wt = static_cast<int8_t*>(scratch(1, size_t(Kq * ldn * 4)));
+        kernels_.transpose_quads(tile, Kpad_, cols, Kq, wt, ldn);
+        auto* acc = static_cast<float*>(scratch(2, size_t(kRowChunk * cols) * 4));
+        auto* rows = in_place ? nullptr : static_cast<uint8_t*>(scratch(3, size_t(kRowChunk * Kpad_)));
+        const uint8_t* xn = x + n * H * W * C;
+        const int64_t p_end = std::min(rows_per_image, (pi + 1) * kPixelItem);
+        for (int64_t p0 = pi * kPixelItem; p0 < p_end; p0 += kRowChunk) {
+            const int64_t count = std::min(kRowChunk, p_end - p0);
+            const uint8_t* xu = xn + p0 * C;
+            int64_t ldx = C;
+            if (!in_place) {
+                im2col_rows(xn, H, W, Wo, g, p0, count, rows, Kpad_);
+                xu = rows;
+                ldx = Kpad_;
+            }
+            const GemmU8TileArgs args{xu, ldx, wt, ldn, acc, cols, count, cols, Kq, comp_.data() + o0,
+                                      x_scale.data(), w_.w_scale.data() + o0, w_.bias.data() + o0, w_.activation};
+            kernels_.gemm_u8_tile(args);
+            kernels_.requantize_u8(acc, cols, count, cols, io_.inv_y, io_.y_zero_point,
+                                   y + (n * P + p0) * geo_.M + o0, geo_.M);
+        }
+    });
+}
+
+void ConvU8Nhwc::depthwise(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W,
+                           int64_t Ho, int64_t Wo, uint8_t* y) const {
+    const int64_t C = geo_.M, taps = geo_.kh * geo_.kw;
+    // The weights [C][taps] decoded once per call, laid out [taps][C] as floats for the channel-vector kernel.
+    std::vector<int8_t> q(size_t(C * taps));
+    kernels_.decode_s8(w_.packed, 0, C * taps, q.data());
+    std::vector<float> wf(size_t(C * taps));
+    for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < taps; ++t) wf[size_t(t * C + c)] = float(q[size_t(c * taps + t)]);
+    const int64_t row_block = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, Wo * C));  // ~16K outputs
+    const int64_t blocks = (Ho + row_block - 1) / row_block;
+    parallel_for(context, size_t(N * blocks), [&](size_t item) {
+        const int64_t n = int64_t(item) / blocks, b = int64_t(item) % blocks;
+        const DwU8NhwcArgs args{x + n * H * W * C, y + n * Ho * Wo * C, wf.data(), H, W, C, Ho, Wo, geo_.kh,
+                                geo_.kw, geo_.sh, geo_.sw, geo_.pt, geo_.pl, geo_.dh, geo_.dw, b * row_block,
+                                std::min(Ho, (b + 1) * row_block), mult_.data(), w_.bias.data(),
+                                float(io_.x_zero_point), io_.inv_y, io_.y_zero_point, w_.activation};
+        kernels_.dwconv_u8_nhwc(args);
+    });
+}
+
+}  // namespace ssvq

@@ -1,0 +1,64 @@
+// SSVQConv with io "uint8_nhwc" (docs/ssvq_op.md): static uint8 activations in NHWC between fused convolutions,
+// int8 weights decoded tile by tile from the packed form. Paths, chosen at kernel creation:
+//   conv1x1_u8nhwc      1x1, stride 1, no padding, group 1: the NHWC rows are the GEMM's rows as they are
+//   dwconv_u8nhwc       one input channel per group, one output channel per group: direct kernel over channels
+//   conv_im2col_u8nhwc  everything else: uint8 rows of the receptive field per pixel chunk, then the GEMM
+// The GEMM runs blocks of 64 output channels (decoded to int8, quad-transposed) against chunks of pixel rows into a
+// small float tile, which requantize_u8 turns into the uint8 output.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fused_common.h"
+
+namespace ssvq {
+
+// Conv attributes of one node (weight shape [M, C/group, kH, kW]).
+struct ConvGeometry {
+    int64_t M = 0, Cg = 0, kh = 1, kw = 1, group = 1;
+    int64_t sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0, pb = 0, pr = 0;
+};
+ConvGeometry read_geometry(const OrtKernelInfo* info, const std::vector<int64_t>& shape);
+
+// The static quantization of X and Y (attributes x_scale, x_zero_point, y_scale, y_zero_point).
+struct U8Io {
+    float x_scale = 1.f, y_scale = 1.f, inv_y = 1.f;
+    int32_t x_zero_point = 0, y_zero_point = 0;
+};
+// Reads io; returns false for "float_nchw" (and checks that no quantization attribute is given), true for
+// "uint8_nhwc" with `io` filled in and validated.
+bool read_u8_io(const OrtKernelInfo* info, Numerics numerics, U8Io* io);
+
+class ConvU8Nhwc {
+   public:
+    ConvU8Nhwc(const FusedKernelSet& kernels, const PreparedWeight& w, const ConvGeometry& geo, const U8Io& io);
+    int path_id() const { return path_; }
+    const char* path_name() const;
+    const std::string& notes() const { return notes_; }
+    // x [N, H, W, C] uint8 -> y [N, Ho, Wo, M] uint8
+    void run(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W, int64_t Ho,
+             int64_t Wo, uint8_t* y) const;
+
+   private:
+    enum Path { kPointwise = 3, kDepthwise = 4, kIm2col = 5 };  // report ids after SSVQConv's float_nchw paths
+    void gemm(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W, int64_t Ho,
+              int64_t Wo, uint8_t* y) const;
+    void depthwise(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W, int64_t Ho,
+                   int64_t Wo, uint8_t* y) const;
+    // uint8 rows [count][ldr] of the receptive fields of pixels [p0, p0 + count) of one image, group g
+    void im2col_rows(const uint8_t* x, int64_t H, int64_t W, int64_t Wo, int64_t g, int64_t p0, int64_t count,
+                     uint8_t* rows, int64_t ldr) const;
+
+    const FusedKernelSet& kernels_;
+    const PreparedWeight& w_;
+    const ConvGeometry geo_;
+    const U8Io io_;
+    Path path_ = kIm2col;
+    int64_t K_ = 0, Kpad_ = 0;      // reduction length per group (Cg * kh * kw) and rounded up to quads
+    std::vector<float> mult_;       // [M] x_scale * w_scale[o]
+    std::vector<int32_t> comp_;     // [M] x_zero_point * row sum
+    std::string notes_;
+};
+
+}  // namespace ssvq
