@@ -1,6 +1,7 @@
 // Shared pieces of the fused ops: see fused_common.h.
 #include "fused_common.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -266,20 +267,38 @@ void KernelReport::ran(int path_id, const char* path, const std::string& notes) 
     }
 }
 
-std::string attribute_or(Ort::ShapeInferContext& ctx, const char* name, const std::string& fallback) {
-    try {
-        return ctx.GetAttrString(name);
-    } catch (const Ort::Exception&) {
-        return fallback;
-    }
+const OrtOpAttr* ShapeInference::find(const char* name) const {
+    const OrtOpAttr* attr = nullptr;
+    if (release_if_error(Ort::GetApi().ShapeInferContext_GetAttribute(raw_, name, &attr))) return nullptr;
+    return attr;
 }
 
-std::vector<int64_t> attribute_or(Ort::ShapeInferContext& ctx, const char* name, const std::vector<int64_t>& fallback) {
-    try {
-        return ctx.GetAttrInts(name);
-    } catch (const Ort::Exception&) {
-        return fallback;
-    }
+std::string ShapeInference::attribute_or(const char* name, const std::string& fallback) const {
+    const OrtOpAttr* attr = find(name);
+    if (attr == nullptr) return fallback;
+    char probe[64] = {};
+    size_t size = 0;  // the length, with or without the terminator depending on the ORT version
+    if (!release_if_error(Ort::GetApi().ReadOpAttr(attr, ORT_OP_ATTR_STRING, probe, sizeof(probe) - 1, &size)))
+        return std::string(probe, std::min(size, sizeof(probe) - 1)).c_str();
+    std::string text(size + 1, '\0');
+    Ort::ThrowOnError(Ort::GetApi().ReadOpAttr(attr, ORT_OP_ATTR_STRING, &text[0], size + 1, &size));
+    return text.c_str();
+}
+
+std::vector<int64_t> ShapeInference::attribute_or(const char* name, const std::vector<int64_t>& fallback) const {
+    const OrtOpAttr* attr = find(name);
+    if (attr == nullptr) return fallback;
+    int64_t probe[8] = {};
+    size_t bytes = 0;
+    if (!release_if_error(Ort::GetApi().ReadOpAttr(attr, ORT_OP_ATTR_INTS, probe, sizeof(probe), &bytes)))
+        return std::vector<int64_t>(probe, probe + std::min<size_t>(bytes / sizeof(int64_t), 8));
+    std::vector<int64_t> values(bytes / sizeof(int64_t));
+    Ort::ThrowOnError(Ort::GetApi().ReadOpAttr(attr, ORT_OP_ATTR_INTS, values.data(), bytes, &bytes));
+    return values;
+}
+
+void ShapeInference::set_output(const Ort::ShapeInferContext::Shape& shape, ONNXTensorElementDataType type) {
+    Ort::ThrowOnError(shapes_.SetOutputShape(0, shape, type));
 }
 
 void* scratch(int slot, size_t bytes) {

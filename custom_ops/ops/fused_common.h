@@ -139,9 +139,22 @@ void parallel_for(const Ort::KernelContext& context, size_t total, F&& fn) {
     if (job.failed) throw OpError{"a worker failed (out of memory?)"};
 }
 
-// Attribute readers for shape inference (ORT throws on a missing attribute): the value, or `fallback`.
-std::string attribute_or(Ort::ShapeInferContext& ctx, const char* name, const std::string& fallback);
-std::vector<int64_t> attribute_or(Ort::ShapeInferContext& ctx, const char* name, const std::vector<int64_t>& fallback);
+// ORT's graph-time shape and type inference of one node: input shapes, attributes, the output's type and shape.
+// (Strings are read through the C API: Ort::ShapeInferContext::GetAttrString of ORT 1.21 reads past its buffer.)
+class ShapeInference {
+   public:
+    explicit ShapeInference(OrtShapeInferContext* raw) : raw_(raw), shapes_(&Ort::GetApi(), raw) {}
+    const Ort::ShapeInferContext::Shape& input_shape(size_t i) const { return shapes_.GetInputShape(i); }
+    // the attribute's value, or `fallback` when the node does not have it
+    std::string attribute_or(const char* name, const std::string& fallback) const;
+    std::vector<int64_t> attribute_or(const char* name, const std::vector<int64_t>& fallback) const;
+    void set_output(const Ort::ShapeInferContext::Shape& shape, ONNXTensorElementDataType type);
+
+   private:
+    const OrtOpAttr* find(const char* name) const;  // nullptr when absent
+    OrtShapeInferContext* raw_;
+    Ort::ShapeInferContext shapes_;
+};
 
 // Per-thread scratch buffers, 64-byte aligned, grown on demand and kept for the thread's lifetime.
 void* scratch(int slot, size_t bytes);
@@ -151,7 +164,14 @@ inline constexpr int kScratchSlots = 4;
 // indices are required, signs, scale and bias optional; the output is float. `Name` is the op type.
 template <typename Kernel, const char* const* Name>
 struct FusedOp : Ort::CustomOpBase<FusedOp<Kernel, Name>, Kernel, /*WithStatus=*/true> {
-    explicit FusedOp(OpConfig config) : config_(std::move(config)) {}
+    explicit FusedOp(OpConfig config) : config_(std::move(config)) {
+        OrtCustomOp::InferOutputShapeFn = [](const OrtCustomOp*, OrtShapeInferContext* raw) -> OrtStatusPtr {
+            return guarded(*Name, "<shape inference>", [&] {
+                ShapeInference ctx(raw);
+                Kernel::infer_output(ctx);
+            });
+        };
+    }
     OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
         *kernel = nullptr;
         const std::string node = node_name_of(info);
@@ -164,13 +184,8 @@ struct FusedOp : Ort::CustomOpBase<FusedOp<Kernel, Name>, Kernel, /*WithStatus=*
         return index <= 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
     }
     size_t GetOutputTypeCount() const { return 1; }
-    // float, or uint8 for SSVQConv with io "uint8_nhwc": set by InferOutputShape from the attributes
+    // float, or uint8 for SSVQConv with io "uint8_nhwc": `Kernel::infer_output` sets it (InferOutputShapeFn)
     ONNXTensorElementDataType GetOutputType(size_t /*index*/) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED; }
-    // ORT's graph-time shape and type inference: `Kernel::infer_output(ctx)` sets output 0.
-    static OrtStatusPtr InferOutputShape(Ort::ShapeInferContext& ctx) {
-        return guarded(*Name, "<shape inference>", [&] { Kernel::infer_output(ctx); });
-    }
-
    private:
     OpConfig config_;
 };

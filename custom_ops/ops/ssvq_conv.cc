@@ -97,15 +97,15 @@ class SSVQConvKernel {
     }
 
     // Y [N, M, Ho, Wo] float (io "float_nchw") or [N, Ho, Wo, M] uint8 (io "uint8_nhwc"); unknown sizes stay -1
-    static void infer_output(Ort::ShapeInferContext& ctx) {
+    static void infer_output(ShapeInference& ctx) {
         using Dim = Ort::ShapeInferContext::SymbolicInteger;
-        const Ort::ShapeInferContext::Shape& x = ctx.GetInputShape(0);
-        const std::vector<int64_t> shape = attribute_or(ctx, "shape", std::vector<int64_t>{});
+        const Ort::ShapeInferContext::Shape& x = ctx.input_shape(0);
+        const std::vector<int64_t> shape = ctx.attribute_or("shape", std::vector<int64_t>{});
         if (x.size() != 4 || shape.size() != 4) throw OpError{"expected a 4-D X and shape [M, C/group, kH, kW]"};
-        const bool nhwc = attribute_or(ctx, "io", std::string("float_nchw")) == "uint8_nhwc";
-        const std::vector<int64_t> strides = attribute_or(ctx, "strides", std::vector<int64_t>{1, 1});
-        const std::vector<int64_t> dilations = attribute_or(ctx, "dilations", std::vector<int64_t>{1, 1});
-        const std::vector<int64_t> pads = attribute_or(ctx, "pads", std::vector<int64_t>{0, 0, 0, 0});
+        const bool nhwc = ctx.attribute_or("io", std::string("float_nchw")) == "uint8_nhwc";
+        const std::vector<int64_t> strides = ctx.attribute_or("strides", std::vector<int64_t>{1, 1});
+        const std::vector<int64_t> dilations = ctx.attribute_or("dilations", std::vector<int64_t>{1, 1});
+        const std::vector<int64_t> pads = ctx.attribute_or("pads", std::vector<int64_t>{0, 0, 0, 0});
         if (strides.size() != 2 || dilations.size() != 2 || pads.size() != 4)
             throw OpError{"expected strides and dilations of 2 values and pads of 4"};
         Ort::ShapeInferContext::Shape y(4, Dim(int64_t(-1)));
@@ -115,10 +115,10 @@ class SSVQConvKernel {
             const Dim& in = x[nhwc ? 1 + a : 2 + a];
             if (!in.IsInt() || in.AsInt() < 0 || strides[size_t(a)] < 1) continue;
             const int64_t span = dilations[size_t(a)] * (shape[size_t(2 + a)] - 1) + 1;
-            y[nhwc ? 1 + a : 2 + a] = Dim((in.AsInt() + pads[size_t(a)] + pads[size_t(a) + 2] - span) / strides[size_t(a)] + 1);
+            const int64_t padded = in.AsInt() + pads[size_t(a)] + pads[size_t(a) + 2];
+            y[nhwc ? 1 + a : 2 + a] = Dim((padded - span) / strides[size_t(a)] + 1);
         }
-        Ort::ThrowOnError(ctx.SetOutputShape(0, y, nhwc ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8
-                                                         : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT));
+        ctx.set_output(y, nhwc ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
     }
 
     OrtStatus* ComputeV2(OrtKernelContext* raw) noexcept {

@@ -48,12 +48,12 @@ class SSVQGemmKernel {
     }
 
     // Y [..., N] float for X [..., K]
-    static void infer_output(Ort::ShapeInferContext& ctx) {
-        Ort::ShapeInferContext::Shape y = ctx.GetInputShape(0);
-        const std::vector<int64_t> shape = attribute_or(ctx, "shape", std::vector<int64_t>{});
+    static void infer_output(ShapeInference& ctx) {
+        Ort::ShapeInferContext::Shape y = ctx.input_shape(0);
+        const std::vector<int64_t> shape = ctx.attribute_or("shape", std::vector<int64_t>{});
         if (y.empty() || shape.size() != 2) throw OpError{"expected X of rank >= 1 and shape [N, K]"};
         y.back() = shape[0];
-        Ort::ThrowOnError(ctx.SetOutputShape(0, y, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT));
+        ctx.set_output(y, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
     }
 
     OrtStatus* ComputeV2(OrtKernelContext* raw) noexcept {
