@@ -36,12 +36,14 @@ bool always() { return true; }
 const FusedKernelSet kAvx2{"avx2",          cpu_has_avx2,       decode_s8_avx2,      decode_f32_avx2,
                            minmax_avx2,     pack_u8_quads_avx2, quantize_row_s8_avx2, transpose_quads_avx2,
                            conv_f32_tile_avx2, conv_u8_tile_avx2, dwconv_f32_avx2,   gemm_f32_avx2,
-                           gemm_u8_tile_avx2, nullptr,           requantize_u8_avx2, dwconv_u8_nhwc_avx2};
+                           gemm_u8_tile_avx2, nullptr,           true,               requantize_u8_avx2,
+                           dwconv_u8_nhwc_avx2};
 #endif
 const FusedKernelSet kRef{"ref",          always,            decode_s8_ref,      decode_f32_ref,
                           minmax_ref,     pack_u8_quads_ref, quantize_row_s8_ref, transpose_quads_ref,
                           conv_f32_tile_ref, conv_u8_tile_ref, dwconv_f32_ref,   gemm_f32_ref,
-                          gemm_u8_tile_ref, gemv_lut_ref,    requantize_u8_ref,  dwconv_u8_nhwc_ref};
+                          gemm_u8_tile_ref, gemv_lut_ref,    true,               requantize_u8_ref,
+                          dwconv_u8_nhwc_ref};
 
 const std::vector<FusedKernelSet>& sets() {
     static const std::vector<FusedKernelSet> all = [] {

@@ -138,6 +138,11 @@ struct GemmU8TileArgs {
     const float* w_scale;   // [N] codebook scale * scale[n]
     const float* bias;      // [N]
     Activation activation;
+    // uint8 output instead of y (sets with gemm_u8_writes_uint8): yq[m, n] = clamp(nearbyint(y * inv_y) + y_zero_point)
+    uint8_t* yq = nullptr;  // [M, N], row stride ldyq
+    int64_t ldyq = 0;
+    float inv_y = 1.f;
+    int32_t y_zero_point = 0;
 };
 
 // The batch-1 GEMV lookup-table kernel: rows [n_begin, n_end) of the packed weight against the int8 rows of X.
@@ -180,6 +185,7 @@ struct FusedKernelSet {
     void (*gemm_f32)(const GemmF32Args&);
     void (*gemm_u8_tile)(const GemmU8TileArgs&);
     void (*gemv_lut)(const GemvLutArgs&, int64_t n_begin, int64_t n_end);  // nullptr: no LUT kernel in this set
+    bool gemm_u8_writes_uint8;  // gemm_u8_tile honours GemmU8TileArgs::yq (else: float y, then requantize_u8)
     // uint8 NHWC activations: rows x cols floats (row stride ldy) -> uint8 clamp(nearbyint(y * inv) + zp, 0, 255)
     void (*requantize_u8)(const float* y, int64_t ldy, int64_t rows, int64_t cols, float inv_scale, int32_t zero_point,
                           uint8_t* out, int64_t ldo);

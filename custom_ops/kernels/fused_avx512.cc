@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "fused.h"
 
@@ -434,59 +435,94 @@ SSVQ_AVX512 void requantize_u8_avx512(const float* y, int64_t ldy, int64_t rows,
         }
 }
 
-// One output pixel, channels [c0, c0 + 16 * V): the taps inside the image (`taps` of them, input pointers and
-// weight rows precomputed) accumulate in V float vectors.
-template <int V>
-SSVQ_AVX512 inline void dw_u8_pixel(const DwU8NhwcArgs& a, const uint8_t* const* xs, const float* const* ws, int taps,
-                                    int64_t c0, uint8_t* yp) {
+// Channels [c0, c0 + 16 * V) of output rows [oy_begin, oy_end), kTaps = kh * kw taps with their weights in registers
+// (kFull: all 16 * V channels exist, unmasked loads).
+// Taps outside the image read `zp_row` (the zero point), and acc starts at -x_zero_point * sum(w): the integer
+// sum(x * w) - zp * sum(w) = sum((x - zp) * w) over the taps inside, exact in float like the generic kernel's.
+template <int kTaps, int V, bool kFull>
+SSVQ_AVX512 void dw_u8_channels(const DwU8NhwcArgs& a, int64_t c0, const uint8_t* zp_row) {
     __mmask16 m[V];
-    __m512 acc[V];
-#pragma GCC unroll 8
+    __m512 w[kTaps][V], start[V];
+#pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
         m[v] = lane_mask(a.C - c0 - 16 * v);
-        acc[v] = _mm512_setzero_ps();
-    }
-    const __m512 zp = _mm512_set1_ps(a.x_zero_point);
-    for (int t = 0; t < taps; ++t) {
-#pragma GCC unroll 8
-        for (int v = 0; v < V; ++v) {
-            const int64_t c = c0 + 16 * v;
-            const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[v], xs[t] + c)));
-            acc[v] = _mm512_fmadd_ps(_mm512_sub_ps(x, zp), _mm512_maskz_loadu_ps(m[v], ws[t] + c), acc[v]);
+        __m512 sum = _mm512_setzero_ps();
+#pragma GCC unroll 16
+        for (int t = 0; t < kTaps; ++t) {
+            w[t][v] = _mm512_maskz_loadu_ps(m[v], a.w + t * a.C + c0 + 16 * v);
+            sum = _mm512_add_ps(sum, w[t][v]);
         }
+        start[v] = _mm512_mul_ps(sum, _mm512_set1_ps(-a.x_zero_point));
     }
     const __m512 inv = _mm512_set1_ps(a.inv_y), yzp = _mm512_set1_ps(float(a.y_zero_point));
-#pragma GCC unroll 8
-    for (int v = 0; v < V; ++v) {
-        const int64_t c = c0 + 16 * v;
-        const __m512 y = activate(_mm512_fmadd_ps(acc[v], _mm512_maskz_loadu_ps(m[v], a.mult + c),
-                                                  _mm512_maskz_loadu_ps(m[v], a.bias + c)), a.activation);
-        _mm_mask_storeu_epi8(yp + c, m[v], requantize16(y, inv, yzp));
+    // Output columns [ox_lo, ox_hi) read only columns inside the image: fixed tap offsets from one base pointer.
+    const int64_t span_w = (a.kw - 1) * a.dw;
+    const int64_t ox_lo = std::min(a.Wo, (a.pl + a.sw - 1) / a.sw);
+    const int64_t ox_hi = std::max(ox_lo, std::min(a.Wo, a.W - 1 - span_w + a.pl >= 0 ? (a.W - 1 - span_w + a.pl) / a.sw + 1 : 0));
+    int64_t offsets[kTaps];
+    for (int64_t i = 0, t = 0; i < a.kh; ++i)
+        for (int64_t j = 0; j < a.kw; ++j, ++t) offsets[t] = (i * a.dh * a.W + j * a.dw) * a.C;
+    const uint8_t* rows[kTaps];  // per kernel row i: row iy of the image (nullptr outside)
+    for (int64_t oy = a.oy_begin; oy < a.oy_end; ++oy) {
+        bool all_rows = true;
+        for (int64_t i = 0; i < a.kh; ++i) {
+            const int64_t iy = oy * a.sh - a.pt + i * a.dh;
+            rows[i] = iy >= 0 && iy < a.H ? a.x + iy * a.W * a.C + c0 : nullptr;
+            all_rows = all_rows && rows[i] != nullptr;
+        }
+        const uint8_t* top = a.x + (oy * a.sh - a.pt) * a.W * a.C + c0;  // row of kernel row 0 (may lie outside)
+        for (int64_t ox = 0; ox < a.Wo; ++ox) {
+            const uint8_t* xs[kTaps];
+            const bool interior = all_rows && ox >= ox_lo && ox < ox_hi;
+            if (interior) {
+                const uint8_t* base = top + (ox * a.sw - a.pl) * a.C;
+#pragma GCC unroll 32
+                for (int t = 0; t < kTaps; ++t) xs[t] = base + offsets[t];
+            } else {
+                for (int64_t i = 0, t = 0; i < a.kh; ++i)
+                    for (int64_t j = 0; j < a.kw; ++j, ++t) {
+                        const int64_t ix = ox * a.sw - a.pl + j * a.dw;
+                        xs[t] = rows[i] != nullptr && ix >= 0 && ix < a.W ? rows[i] + ix * a.C : zp_row + c0;
+                    }
+            }
+            __m512 acc[V];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) acc[v] = start[v];
+#pragma GCC unroll 32
+            for (int t = 0; t < kTaps; ++t)
+#pragma GCC unroll 4
+                for (int v = 0; v < V; ++v) {
+                    const __m128i b = kFull ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(xs[t] + 16 * v))
+                                            : _mm_maskz_loadu_epi8(m[v], xs[t] + 16 * v);
+                    acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), w[t][v], acc[v]);
+                }
+            uint8_t* yp = a.y + (oy * a.Wo + ox) * a.C + c0;
+#pragma GCC unroll 4
+            for (int v = 0; v < V; ++v) {
+                const __m512 y = activate(_mm512_fmadd_ps(acc[v], _mm512_maskz_loadu_ps(m[v], a.mult + c0 + 16 * v),
+                                                          _mm512_maskz_loadu_ps(m[v], a.bias + c0 + 16 * v)),
+                                          a.activation);
+                _mm_mask_storeu_epi8(yp + 16 * v, m[v], requantize16(y, inv, yzp));
+            }
+        }
     }
 }
 
-SSVQ_AVX512 void dwconv_u8_nhwc_avx512(const DwU8NhwcArgs& a) {
-    constexpr int kMaxTaps = 512;  // the op sends larger kernels down the im2col path
-    const uint8_t* xs[kMaxTaps];
-    const float* ws[kMaxTaps];
-    for (int64_t oy = a.oy_begin; oy < a.oy_end; ++oy) {
-        for (int64_t ox = 0; ox < a.Wo; ++ox) {
-            int taps = 0;
-            for (int64_t i = 0; i < a.kh; ++i) {
-                const int64_t iy = oy * a.sh - a.pt + i * a.dh;
-                if (iy < 0 || iy >= a.H) continue;
-                for (int64_t j = 0; j < a.kw; ++j) {
-                    const int64_t ix = ox * a.sw - a.pl + j * a.dw;
-                    if (ix < 0 || ix >= a.W) continue;
-                    xs[taps] = a.x + (iy * a.W + ix) * a.C;
-                    ws[taps++] = a.w + (i * a.kw + j) * a.C;
-                }
-            }
-            uint8_t* yp = a.y + (oy * a.Wo + ox) * a.C;
-            int64_t c0 = 0;
-            for (; c0 + 64 <= a.C; c0 += 64) dw_u8_pixel<4>(a, xs, ws, taps, c0, yp);
-            for (; c0 < a.C; c0 += 16) dw_u8_pixel<1>(a, xs, ws, taps, c0, yp);
-        }
+template <int kTaps>
+SSVQ_AVX512 void dw_u8_taps(const DwU8NhwcArgs& a, const uint8_t* zp_row) {
+    int64_t c0 = 0;
+    for (; c0 + 32 <= a.C; c0 += 32) dw_u8_channels<kTaps, 2, true>(a, c0, zp_row);
+    for (; c0 < a.C; c0 += 16) dw_u8_channels<kTaps, 1, false>(a, c0, zp_row);
+}
+
+void dwconv_u8_nhwc_avx512(const DwU8NhwcArgs& a) {
+    const std::vector<uint8_t> zp_row(size_t(a.C + 64), uint8_t(a.x_zero_point));
+    switch (a.kh * a.kw) {  // the common kernels: 3x3, 5x5 and 1-D 3 / 5 taps; others by the generic loop
+        case 9: return dw_u8_taps<9>(a, zp_row.data());
+        case 25: return dw_u8_taps<25>(a, zp_row.data());
+        case 3: return dw_u8_taps<3>(a, zp_row.data());
+        case 5: return dw_u8_taps<5>(a, zp_row.data());
+        default: return dwconv_u8_nhwc_ref(a);
     }
 }
 
@@ -550,7 +586,12 @@ SSVQ_AVX512 void gemm_u8_block(const GemmU8TileArgs& a, int64_t m0, int64_t n0) 
         for (int r = 0; r < R; ++r) {
             const __m512 mult = _mm512_mul_ps(_mm512_set1_ps(a.x_scale[m0 + r]), ws);
             const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(sums[r][v]), comp));
-            _mm512_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n, m, activate(_mm512_fmadd_ps(f, mult, bias), a.activation));
+            const __m512 y = activate(_mm512_fmadd_ps(f, mult, bias), a.activation);
+            if (a.yq != nullptr)
+                _mm_mask_storeu_epi8(a.yq + (m0 + r) * a.ldyq + n, m,
+                                     requantize16(y, _mm512_set1_ps(a.inv_y), _mm512_set1_ps(float(a.y_zero_point))));
+            else
+                _mm512_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n, m, y);
         }
     }
 }
@@ -655,7 +696,7 @@ const FusedKernelSet& avx512_fused_kernels() {
                                     pack_u8_quads_avx512,  quantize_row_s8_avx512, transpose_quads_avx512,
                                     conv_f32_tile_avx512,  conv_u8_tile_avx512,   dwconv_f32_avx512,
                                     gemm_f32_avx512,       gemm_u8_tile_avx512,   gemv_lut_avx512,
-                                    requantize_u8_avx512,  dwconv_u8_nhwc_avx512};
+                                    true,                  requantize_u8_avx512,  dwconv_u8_nhwc_avx512};
     return set;
 }
 

@@ -478,6 +478,7 @@ const FusedKernelSet& neon_fused_kernels() {
                                     gemm_f32_neon,
                                     gemm_u8_tile_neon,
                                     gemv_lut_neon,
+                                    false,  // gemm_u8_tile writes float tiles; requantize_u8 follows
                                     requantize_u8_ref,  // portable C++: -O3 vectorises it with AdvSIMD
                                     dwconv_u8_nhwc_ref};
     return set;

@@ -143,7 +143,8 @@ void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64
         }
         auto* wt = static_cast<int8_t*>(scratch(1, size_t(Kq * ldn * 4)));
         kernels_.transpose_quads(tile, Kpad_, cols, Kq, wt, ldn);
-        auto* acc = static_cast<float*>(scratch(2, size_t(kRowChunk * cols) * 4));
+        const bool direct = kernels_.gemm_u8_writes_uint8;  // else a float tile, then requantize_u8
+        auto* acc = direct ? nullptr : static_cast<float*>(scratch(2, size_t(kRowChunk * cols) * 4));
         auto* rows = in_place ? nullptr : static_cast<uint8_t*>(scratch(3, size_t(kRowChunk * Kpad_)));
         const uint8_t* xn = x + n * H * W * C;
         const int64_t p_end = std::min(rows_per_image, (pi + 1) * kPixelItem);
@@ -156,11 +157,12 @@ void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64
                 xu = rows;
                 ldx = Kpad_;
             }
+            uint8_t* yp = y + (n * P + p0) * geo_.M + o0;
             const GemmU8TileArgs args{xu, ldx, wt, ldn, acc, cols, count, cols, Kq, comp_.data() + o0,
-                                      x_scale.data(), w_.w_scale.data() + o0, w_.bias.data() + o0, w_.activation};
+                                      x_scale.data(), w_.w_scale.data() + o0, w_.bias.data() + o0, w_.activation,
+                                      direct ? yp : nullptr, geo_.M, io_.inv_y, io_.y_zero_point};
             kernels_.gemm_u8_tile(args);
-            kernels_.requantize_u8(acc, cols, count, cols, io_.inv_y, io_.y_zero_point,
-                                   y + (n * P + p0) * geo_.M + o0, geo_.M);
+            if (!direct) kernels_.requantize_u8(acc, cols, count, cols, io_.inv_y, io_.y_zero_point, yp, geo_.M);
         }
     });
 }

@@ -297,8 +297,22 @@ std::vector<int64_t> ShapeInference::attribute_or(const char* name, const std::v
     return values;
 }
 
+// (Not Ort::ShapeInferContext::SetOutputShape: it marks symbolic dims with -2, which SetDimensions rejects.)
 void ShapeInference::set_output(const Ort::ShapeInferContext::Shape& shape, ONNXTensorElementDataType type) {
-    Ort::ThrowOnError(shapes_.SetOutputShape(0, shape, type));
+    std::vector<int64_t> dims;
+    std::vector<const char*> symbols;
+    for (const auto& dim : shape) {
+        dims.push_back(dim.IsInt() ? std::max<int64_t>(dim.AsInt(), -1) : -1);
+        symbols.push_back(dim.IsInt() ? "" : dim.AsSym());
+    }
+    Ort::TensorTypeAndShapeInfo info{nullptr};
+    OrtTensorTypeAndShapeInfo* raw = nullptr;
+    Ort::ThrowOnError(Ort::GetApi().CreateTensorTypeAndShapeInfo(&raw));
+    info = Ort::TensorTypeAndShapeInfo{raw};
+    Ort::ThrowOnError(Ort::GetApi().SetTensorElementType(raw, type));
+    Ort::ThrowOnError(Ort::GetApi().SetDimensions(raw, dims.data(), dims.size()));
+    Ort::ThrowOnError(Ort::GetApi().SetSymbolicDimensions(raw, symbols.data(), symbols.size()));
+    Ort::ThrowOnError(Ort::GetApi().ShapeInferContext_SetOutputTypeShape(raw_, 0, raw));
 }
 
 void* scratch(int slot, size_t bytes) {
