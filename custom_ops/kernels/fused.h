@@ -91,19 +91,18 @@ struct DwConvArgs {
 
 // Depthwise conv of uint8 NHWC activations (io "uint8_nhwc"), output rows [oy_begin, oy_end) of one image, every
 // channel: acc[c] = sum over the taps inside the image of (x - x_zero_point) * w[tap][c], summed in float (exact:
-// integer products, |acc| < 2^24 while taps <= 512), then y = act(fma(acc, mult[c], bias[c])) and
-// Y = clamp(nearbyint(y * inv_y) + y_zero_point, 0, 255).
+// integer products, |acc| < 2^24 while taps <= 512), then requantized like the GEMM's uint8 output:
+// Y = clamp(nearbyint(fma(acc, mult[c], bias[c])) + y_zero_point, y_lo, y_hi).
 struct DwU8NhwcArgs {
     const uint8_t* x;  // [H, W, C]
     uint8_t* y;        // [Ho, Wo, C]
     const float* w;    // [kh * kw, C] int8 weights as floats
     int64_t H, W, C, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw;
     int64_t oy_begin, oy_end;
-    const float* mult;  // [C] x_scale * w_scale[c]
-    const float* bias;  // [C]
-    float x_zero_point, inv_y;
-    int32_t y_zero_point;
-    Activation activation;
+    const float* mult;  // [C] x_scale * w_scale[c] / y_scale
+    const float* bias;  // [C] bias[c] / y_scale
+    float x_zero_point;
+    int32_t y_zero_point, y_lo, y_hi;  // y_lo / y_hi: the activation's clamp in uint8 (0 / 255 without one)
 };
 
 // ---- gemm (rows of X times rows of W) ----
@@ -138,11 +137,11 @@ struct GemmU8TileArgs {
     const float* w_scale;   // [N] codebook scale * scale[n]
     const float* bias;      // [N]
     Activation activation;
-    // uint8 output instead of y (sets with gemm_u8_writes_uint8): yq[m, n] = clamp(nearbyint(y * inv_y) + y_zero_point)
+    // uint8 output instead of y (sets with gemm_u8_writes_uint8; x_scale == nullptr there stands for all ones):
+    // yq[m, n] = clamp(nearbyint(y[m, n]) + y_zero_point, y_lo, y_hi), y computed as above in output units
     uint8_t* yq = nullptr;  // [M, N], row stride ldyq
     int64_t ldyq = 0;
-    float inv_y = 1.f;
-    int32_t y_zero_point = 0;
+    int32_t y_zero_point = 0, y_lo = 0, y_hi = 255;
 };
 
 // The batch-1 GEMV lookup-table kernel: rows [n_begin, n_end) of the packed weight against the int8 rows of X.
@@ -186,9 +185,9 @@ struct FusedKernelSet {
     void (*gemm_u8_tile)(const GemmU8TileArgs&);
     void (*gemv_lut)(const GemvLutArgs&, int64_t n_begin, int64_t n_end);  // nullptr: no LUT kernel in this set
     bool gemm_u8_writes_uint8;  // gemm_u8_tile honours GemmU8TileArgs::yq (else: float y, then requantize_u8)
-    // uint8 NHWC activations: rows x cols floats (row stride ldy) -> uint8 clamp(nearbyint(y * inv) + zp, 0, 255)
-    void (*requantize_u8)(const float* y, int64_t ldy, int64_t rows, int64_t cols, float inv_scale, int32_t zero_point,
-                          uint8_t* out, int64_t ldo);
+    // uint8 NHWC activations: rows x cols floats in output units (row stride ldy) -> clamp(nearbyint(y) + zp, lo, hi)
+    void (*requantize_u8)(const float* y, int64_t ldy, int64_t rows, int64_t cols, int32_t zero_point, int32_t lo,
+                          int32_t hi, uint8_t* out, int64_t ldo);
     void (*dwconv_u8_nhwc)(const DwU8NhwcArgs&);
 };
 
@@ -216,8 +215,8 @@ void dwconv_f32_ref(const DwConvArgs&);
 void gemm_f32_ref(const GemmF32Args&);
 void gemm_u8_tile_ref(const GemmU8TileArgs&);
 void gemv_lut_ref(const GemvLutArgs&, int64_t n_begin, int64_t n_end);
-void requantize_u8_ref(const float* y, int64_t ldy, int64_t rows, int64_t cols, float inv_scale, int32_t zero_point,
-                       uint8_t* out, int64_t ldo);
+void requantize_u8_ref(const float* y, int64_t ldy, int64_t rows, int64_t cols, int32_t zero_point, int32_t lo,
+                       int32_t hi, uint8_t* out, int64_t ldo);
 void dwconv_u8_nhwc_ref(const DwU8NhwcArgs&);
 
 // The one rounding rule of the int8 epilogue and the activation, shared by every set (bit-exact agreement).

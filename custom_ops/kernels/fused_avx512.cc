@@ -417,21 +417,29 @@ void dwconv_f32_avx512(const DwConvArgs& a) {
 
 // ---- uint8 NHWC activations ----------------------------------------------------------------------------------------
 
-// 16 floats -> 16 uint8: clamp(nearbyint(y * inv) + zp, 0, 255), the same selection as quantize_u8 in the generic set.
-SSVQ_AVX512 inline __m128i requantize16(__m512 y, __m512 inv, __m512 zp) {
-    const __m512 r = _mm512_add_ps(_mm512_roundscale_ps(_mm512_mul_ps(y, inv), _MM_FROUND_TO_NEAREST_INT |
-                                                                                    _MM_FROUND_NO_EXC), zp);
-    const __m512 c = _mm512_min_ps(_mm512_max_ps(r, _mm512_setzero_ps()), _mm512_set1_ps(255.f));
-    return _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(c));
+// 16 floats in output units -> 16 uint8: clamp(nearbyint(y) + zp, lo, hi), as requantize_u8 in the generic set.
+// Capping y at 512 first keeps vcvtps2dq in range (above it the result is hi either way); below -2^31 it returns
+// INT_MIN, which the max with lo takes care of.
+struct U8Out {
+    __m512i zp, lo, hi;
+};
+
+SSVQ_AVX512 inline U8Out u8_out(int32_t zp, int32_t lo, int32_t hi) {
+    return {_mm512_set1_epi32(zp), _mm512_set1_epi32(lo), _mm512_set1_epi32(hi)};
 }
 
-SSVQ_AVX512 void requantize_u8_avx512(const float* y, int64_t ldy, int64_t rows, int64_t cols, float inv_scale,
-                                      int32_t zero_point, uint8_t* out, int64_t ldo) {
-    const __m512 inv = _mm512_set1_ps(inv_scale), zp = _mm512_set1_ps(float(zero_point));
+SSVQ_AVX512 inline __m128i requantize16(__m512 y, const U8Out& o) {
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_min_ps(y, _mm512_set1_ps(512.f))), o.zp);
+    return _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, o.lo), o.hi));
+}
+
+SSVQ_AVX512 void requantize_u8_avx512(const float* y, int64_t ldy, int64_t rows, int64_t cols, int32_t zero_point,
+                                      int32_t lo, int32_t hi, uint8_t* out, int64_t ldo) {
+    const U8Out o = u8_out(zero_point, lo, hi);
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t c = 0; c < cols; c += 16) {
             const __mmask16 m = lane_mask(cols - c);
-            _mm_mask_storeu_epi8(out + r * ldo + c, m, requantize16(_mm512_maskz_loadu_ps(m, y + r * ldy + c), inv, zp));
+            _mm_mask_storeu_epi8(out + r * ldo + c, m, requantize16(_mm512_maskz_loadu_ps(m, y + r * ldy + c), o));
         }
 }
 
@@ -454,7 +462,7 @@ SSVQ_AVX512 void dw_u8_channels(const DwU8NhwcArgs& a, int64_t c0, const uint8_t
         }
         start[v] = _mm512_mul_ps(sum, _mm512_set1_ps(-a.x_zero_point));
     }
-    const __m512 inv = _mm512_set1_ps(a.inv_y), yzp = _mm512_set1_ps(float(a.y_zero_point));
+    const U8Out out = u8_out(a.y_zero_point, a.y_lo, a.y_hi);
     // Output columns [ox_lo, ox_hi) read only columns inside the image: fixed tap offsets from one base pointer.
     const int64_t span_w = (a.kw - 1) * a.dw;
     const int64_t ox_lo = std::min(a.Wo, (a.pl + a.sw - 1) / a.sw);
@@ -499,10 +507,9 @@ SSVQ_AVX512 void dw_u8_channels(const DwU8NhwcArgs& a, int64_t c0, const uint8_t
             uint8_t* yp = a.y + (oy * a.Wo + ox) * a.C + c0;
 #pragma GCC unroll 4
             for (int v = 0; v < V; ++v) {
-                const __m512 y = activate(_mm512_fmadd_ps(acc[v], _mm512_maskz_loadu_ps(m[v], a.mult + c0 + 16 * v),
-                                                          _mm512_maskz_loadu_ps(m[v], a.bias + c0 + 16 * v)),
-                                          a.activation);
-                _mm_mask_storeu_epi8(yp + 16 * v, m[v], requantize16(y, inv, yzp));
+                const __m512 y = _mm512_fmadd_ps(acc[v], _mm512_maskz_loadu_ps(m[v], a.mult + c0 + 16 * v),
+                                                 _mm512_maskz_loadu_ps(m[v], a.bias + c0 + 16 * v));
+                _mm_mask_storeu_epi8(yp + 16 * v, m[v], requantize16(y, out));
             }
         }
     }
@@ -583,15 +590,18 @@ SSVQ_AVX512 void gemm_u8_block(const GemmU8TileArgs& a, int64_t m0, int64_t n0) 
         const __mmask16 m = lane_mask(a.N - n);
         const __m512i comp = _mm512_maskz_loadu_epi32(m, a.comp + n);
         const __m512 ws = _mm512_maskz_loadu_ps(m, a.w_scale + n), bias = _mm512_maskz_loadu_ps(m, a.bias + n);
+        if (a.yq != nullptr) {  // uint8 output: x_scale is all ones, no activation (docs/ssvq_op.md)
+            const U8Out o = u8_out(a.y_zero_point, a.y_lo, a.y_hi);
+            for (int r = 0; r < R; ++r) {
+                const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(sums[r][v]), comp));
+                _mm_mask_storeu_epi8(a.yq + (m0 + r) * a.ldyq + n, m, requantize16(_mm512_fmadd_ps(f, ws, bias), o));
+            }
+            continue;
+        }
         for (int r = 0; r < R; ++r) {
             const __m512 mult = _mm512_mul_ps(_mm512_set1_ps(a.x_scale[m0 + r]), ws);
             const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(sums[r][v]), comp));
-            const __m512 y = activate(_mm512_fmadd_ps(f, mult, bias), a.activation);
-            if (a.yq != nullptr)
-                _mm_mask_storeu_epi8(a.yq + (m0 + r) * a.ldyq + n, m,
-                                     requantize16(y, _mm512_set1_ps(a.inv_y), _mm512_set1_ps(float(a.y_zero_point))));
-            else
-                _mm512_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n, m, y);
+            _mm512_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n, m, activate(_mm512_fmadd_ps(f, mult, bias), a.activation));
         }
     }
 }

@@ -53,7 +53,6 @@ bool read_u8_io(const OrtKernelInfo* info, Numerics numerics, U8Io* io) {
     io->x_zero_point = required_zero_point(info, "x_zero_point");
     io->y_scale = required_float(info, "y_scale");
     io->y_zero_point = required_zero_point(info, "y_zero_point");
-    io->inv_y = 1.f / io->y_scale;
     return true;
 }
 
@@ -69,11 +68,16 @@ ConvU8Nhwc::ConvU8Nhwc(const FusedKernelSet& kernels, const PreparedWeight& w, c
     K_ = geo_.Cg * taps;
     Kpad_ = (K_ + 3) / 4 * 4;
     mult_.resize(size_t(geo_.M));
+    bias_.resize(size_t(geo_.M));
     comp_.resize(size_t(geo_.M));
     for (int64_t o = 0; o < geo_.M; ++o) {
-        mult_[size_t(o)] = io_.x_scale * w_.w_scale[size_t(o)];
+        mult_[size_t(o)] = io_.x_scale * w_.w_scale[size_t(o)] / io_.y_scale;
+        bias_[size_t(o)] = w_.bias[size_t(o)] / io_.y_scale;
         comp_[size_t(o)] = io_.x_zero_point * w_.row_sums[size_t(o)];
     }
+    if (w_.activation != Activation::kNone) lo_ = io_.y_zero_point;
+    if (w_.activation == Activation::kRelu6)
+        hi_ = int32_t(std::min(255.f, std::nearbyint(6.f / io_.y_scale) + float(io_.y_zero_point)));
     if (path_ != kDepthwise) notes_ = tile_decode_notes(kernels_, w_);
     const std::string set = kernels_.name;
     if (path_ == kDepthwise && (set == "neon" || set == "neon_dotprod"))
@@ -119,7 +123,7 @@ void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64
     const int64_t images = in_place ? 1 : N, rows_per_image = in_place ? N * P : P;
     const int64_t col_blocks = (Mg + kCols - 1) / kCols, pixel_items = (rows_per_image + kPixelItem - 1) / kPixelItem;
     const int64_t Kq = Kpad_ / 4;
-    const std::vector<float> x_scale(size_t(kRowChunk), io_.x_scale);
+    const std::vector<float> ones(size_t(kRowChunk), 1.f);
     const int64_t per_image = geo_.group * col_blocks * pixel_items;
     parallel_for(context, size_t(images * per_image), [&](size_t item) {
         const int64_t n = int64_t(item) / per_image, rest = int64_t(item) % per_image;
@@ -143,8 +147,9 @@ void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64
         }
         auto* wt = static_cast<int8_t*>(scratch(1, size_t(Kq * ldn * 4)));
         kernels_.transpose_quads(tile, Kpad_, cols, Kq, wt, ldn);
-        const bool direct = kernels_.gemm_u8_writes_uint8;  // else a float tile, then requantize_u8
+        const bool direct = kernels_.gemm_u8_writes_uint8;  // else a float tile (x_scale ones), then requantize_u8
         auto* acc = direct ? nullptr : static_cast<float*>(scratch(2, size_t(kRowChunk * cols) * 4));
+        const float* x_scale = direct ? nullptr : ones.data();
         auto* rows = in_place ? nullptr : static_cast<uint8_t*>(scratch(3, size_t(kRowChunk * Kpad_)));
         const uint8_t* xn = x + n * H * W * C;
         const int64_t p_end = std::min(rows_per_image, (pi + 1) * kPixelItem);
@@ -159,10 +164,10 @@ void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64
             }
             uint8_t* yp = y + (n * P + p0) * geo_.M + o0;
             const GemmU8TileArgs args{xu, ldx, wt, ldn, acc, cols, count, cols, Kq, comp_.data() + o0,
-                                      x_scale.data(), w_.w_scale.data() + o0, w_.bias.data() + o0, w_.activation,
-                                      direct ? yp : nullptr, geo_.M, io_.inv_y, io_.y_zero_point};
+                                      x_scale, mult_.data() + o0, bias_.data() + o0, Activation::kNone,
+                                      direct ? yp : nullptr, geo_.M, io_.y_zero_point, lo_, hi_};
             kernels_.gemm_u8_tile(args);
-            if (!direct) kernels_.requantize_u8(acc, cols, count, cols, io_.inv_y, io_.y_zero_point, yp, geo_.M);
+            if (!direct) kernels_.requantize_u8(acc, cols, count, cols, io_.y_zero_point, lo_, hi_, yp, geo_.M);
         }
     });
 }
@@ -182,8 +187,8 @@ void ConvU8Nhwc::depthwise(const Ort::KernelContext& context, const uint8_t* x, 
         const int64_t n = int64_t(item) / blocks, b = int64_t(item) % blocks;
         const DwU8NhwcArgs args{x + n * H * W * C, y + n * Ho * Wo * C, wf.data(), H, W, C, Ho, Wo, geo_.kh,
                                 geo_.kw, geo_.sh, geo_.sw, geo_.pt, geo_.pl, geo_.dh, geo_.dw, b * row_block,
-                                std::min(Ho, (b + 1) * row_block), mult_.data(), w_.bias.data(),
-                                float(io_.x_zero_point), io_.inv_y, io_.y_zero_point, w_.activation};
+                                std::min(Ho, (b + 1) * row_block), mult_.data(), bias_.data(),
+                                float(io_.x_zero_point), io_.y_zero_point, lo_, hi_};
         kernels_.dwconv_u8_nhwc(args);
     });
 }

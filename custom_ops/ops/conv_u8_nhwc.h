@@ -23,7 +23,7 @@ ConvGeometry read_geometry(const OrtKernelInfo* info, const std::vector<int64_t>
 
 // The static quantization of X and Y (attributes x_scale, x_zero_point, y_scale, y_zero_point).
 struct U8Io {
-    float x_scale = 1.f, y_scale = 1.f, inv_y = 1.f;
+    float x_scale = 1.f, y_scale = 1.f;
     int32_t x_zero_point = 0, y_zero_point = 0;
 };
 // Reads io; returns false for "float_nchw" (and checks that no quantization attribute is given), true for
@@ -56,8 +56,11 @@ class ConvU8Nhwc {
     const U8Io io_;
     Path path_ = kIm2col;
     int64_t K_ = 0, Kpad_ = 0;      // reduction length per group (Cg * kh * kw) and rounded up to quads
-    std::vector<float> mult_;       // [M] x_scale * w_scale[o]
+    // The requantization (docs/ssvq_op.md): Y = clamp(nearbyint(fma(acc, mult, bias)) + y_zero_point, lo, hi)
+    std::vector<float> mult_;       // [M] x_scale * w_scale[o] / y_scale
+    std::vector<float> bias_;       // [M] bias[o] / y_scale
     std::vector<int32_t> comp_;     // [M] x_zero_point * row sum
+    int32_t lo_ = 0, hi_ = 255;     // the activation as a clamp in uint8
     std::string notes_;
 };
 
