@@ -131,19 +131,20 @@ void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64
         const int64_t pi = rest % pixel_items;
         const int64_t o0 = g * Mg + cb * kCols, cols = std::min(kCols, Mg - cb * kCols);
         const int64_t ldn = (cols + 15) / 16 * 16;
-        // decode the block's weight rows to int8 (reduction order (i, j, c) to match the NHWC rows), quad-transpose
-        auto* tile = static_cast<int8_t*>(scratch(0, size_t(cols * Kpad_ * 2)));
-        int8_t* row = tile + cols * Kpad_;
-        for (int64_t r = 0; r < cols; ++r) {
-            int8_t* dst = tile + r * Kpad_;
-            if (taps == 1 || geo_.Cg == 1) {
-                kernels_.decode_s8(w_.packed, (o0 + r) * K_, (o0 + r + 1) * K_, dst);
-            } else {
-                kernels_.decode_s8(w_.packed, (o0 + r) * K_, (o0 + r + 1) * K_, row);
+        // The block's weight rows decoded in one call (its whole 64-weight groups take the vector decode), then laid
+        // out [cols][Kpad] in the NHWC rows' reduction order (i, j, c), zero-padded.
+        auto* tile = static_cast<int8_t*>(scratch(0, size_t(cols * (Kpad_ + K_))));
+        const bool in_order = Kpad_ == K_ && (taps == 1 || geo_.Cg == 1);
+        int8_t* flat = in_order ? tile : tile + cols * Kpad_;
+        kernels_.decode_s8(w_.packed, o0 * K_, (o0 + cols) * K_, flat);
+        if (!in_order) {
+            for (int64_t r = 0; r < cols; ++r) {
+                int8_t* dst = tile + r * Kpad_;
+                const int8_t* row = flat + r * K_;
                 for (int64_t c = 0; c < geo_.Cg; ++c)
                     for (int64_t t = 0; t < taps; ++t) dst[t * geo_.Cg + c] = row[c * taps + t];
+                std::memset(dst + K_, 0, size_t(Kpad_ - K_));
             }
-            std::memset(dst + K_, 0, size_t(Kpad_ - K_));
         }
         auto* wt = static_cast<int8_t*>(scratch(1, size_t(Kq * ldn * 4)));
         kernels_.transpose_quads(tile, Kpad_, cols, Kq, wt, ldn);
