@@ -515,6 +515,77 @@ SSVQ_AVX512 void dw_u8_channels(const DwU8NhwcArgs& a, int64_t c0, const uint8_t
     }
 }
 
+// 3x3 depthwise, dilation 1, stride kS, 16 channels at a time. Inside the image, kR neighbouring output pixels share
+// their input columns: each is loaded and converted once for all the pixels that use it.
+template <int kS, int kR>
+SSVQ_AVX512 inline void dw3x3_strip(const uint8_t* const* rows, int64_t C, __mmask16 m, const __m512* w, __m512 start,
+                                    __m512 mult, __m512 bias, const U8Out& out, uint8_t* y) {
+    constexpr int kCols = (kR - 1) * kS + 3;
+    __m512 acc[kR];
+#pragma GCC unroll 8
+    for (int r = 0; r < kR; ++r) acc[r] = start;
+#pragma GCC unroll 3
+    for (int i = 0; i < 3; ++i)
+#pragma GCC unroll 16
+        for (int u = 0; u < kCols; ++u) {
+            const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, rows[i] + u * C)));
+#pragma GCC unroll 8
+            for (int r = 0; r < kR; ++r) {
+                const int j = u - r * kS;
+                if (j >= 0 && j < 3) acc[r] = _mm512_fmadd_ps(x, w[i * 3 + j], acc[r]);
+            }
+        }
+#pragma GCC unroll 8
+    for (int r = 0; r < kR; ++r) _mm_mask_storeu_epi8(y + r * C, m, requantize16(_mm512_fmadd_ps(acc[r], mult, bias), out));
+}
+
+template <int kS>
+SSVQ_AVX512 void dw3x3_u8(const DwU8NhwcArgs& a, const uint8_t* zp_row) {
+    constexpr int kR = 4;
+    const U8Out out = u8_out(a.y_zero_point, a.y_lo, a.y_hi);
+    const int64_t ox_lo = std::min(a.Wo, (a.pl + kS - 1) / kS);  // first column whose taps all lie inside
+    const int64_t ox_hi = std::max(ox_lo, std::min(a.Wo, a.W - 3 + a.pl >= 0 ? (a.W - 3 + a.pl) / kS + 1 : 0));
+    for (int64_t c0 = 0; c0 < a.C; c0 += 16) {
+        const __mmask16 m = lane_mask(a.C - c0);
+        __m512 w[9], sum = _mm512_setzero_ps();
+        for (int t = 0; t < 9; ++t) {
+            w[t] = _mm512_maskz_loadu_ps(m, a.w + t * a.C + c0);
+            sum = _mm512_add_ps(sum, w[t]);
+        }
+        const __m512 start = _mm512_mul_ps(sum, _mm512_set1_ps(-a.x_zero_point));
+        const __m512 mult = _mm512_maskz_loadu_ps(m, a.mult + c0), bias = _mm512_maskz_loadu_ps(m, a.bias + c0);
+        for (int64_t oy = a.oy_begin; oy < a.oy_end; ++oy) {
+            const uint8_t* rows[3];
+            bool all_rows = true;
+            for (int i = 0; i < 3; ++i) {
+                const int64_t iy = oy * a.sh - a.pt + i * a.dh;
+                rows[i] = iy >= 0 && iy < a.H ? a.x + iy * a.W * a.C + c0 : nullptr;
+                all_rows = all_rows && rows[i] != nullptr;
+            }
+            uint8_t* yrow = a.y + oy * a.Wo * a.C + c0;
+            for (int64_t ox = 0; ox < a.Wo;) {
+                if (all_rows && ox >= ox_lo && ox + kR <= ox_hi) {
+                    const int64_t ix = ox * kS - a.pl;
+                    const uint8_t* at[3] = {rows[0] + ix * a.C, rows[1] + ix * a.C, rows[2] + ix * a.C};
+                    dw3x3_strip<kS, kR>(at, a.C, m, w, start, mult, bias, out, yrow + ox * a.C);
+                    ox += kR;
+                    continue;
+                }
+                __m512 acc = start;  // one pixel at the border: taps outside read the zero point
+                for (int i = 0; i < 3; ++i)
+                    for (int j = 0; j < 3; ++j) {
+                        const int64_t ix = ox * kS - a.pl + j;
+                        const uint8_t* p = rows[i] != nullptr && ix >= 0 && ix < a.W ? rows[i] + ix * a.C : zp_row + c0;
+                        const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)));
+                        acc = _mm512_fmadd_ps(x, w[i * 3 + j], acc);
+                    }
+                _mm_mask_storeu_epi8(yrow + ox * a.C, m, requantize16(_mm512_fmadd_ps(acc, mult, bias), out));
+                ++ox;
+            }
+        }
+    }
+}
+
 template <int kTaps>
 SSVQ_AVX512 void dw_u8_taps(const DwU8NhwcArgs& a, const uint8_t* zp_row) {
     int64_t c0 = 0;
@@ -524,7 +595,9 @@ SSVQ_AVX512 void dw_u8_taps(const DwU8NhwcArgs& a, const uint8_t* zp_row) {
 
 void dwconv_u8_nhwc_avx512(const DwU8NhwcArgs& a) {
     const std::vector<uint8_t> zp_row(size_t(a.C + 64), uint8_t(a.x_zero_point));
-    switch (a.kh * a.kw) {  // the common kernels: 3x3, 5x5 and 1-D 3 / 5 taps; others by the generic loop
+    if (a.kh == 3 && a.kw == 3 && a.dw == 1 && a.sw == 1) return dw3x3_u8<1>(a, zp_row.data());
+    if (a.kh == 3 && a.kw == 3 && a.dw == 1 && a.sw == 2) return dw3x3_u8<2>(a, zp_row.data());
+    switch (a.kh * a.kw) {  // the other common kernels: 3x3, 5x5 and 1-D 3 / 5 taps; the rest by the generic loop
         case 9: return dw_u8_taps<9>(a, zp_row.data());
         case 25: return dw_u8_taps<25>(a, zp_row.data());
         case 3: return dw_u8_taps<3>(a, zp_row.data());

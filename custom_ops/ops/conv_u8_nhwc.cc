@@ -107,8 +107,14 @@ void ConvU8Nhwc::im2col_rows(const uint8_t* x, int64_t H, int64_t W, int64_t Wo,
             const int64_t iy = oy * geo_.sh - geo_.pt + i * geo_.dh;
             for (int64_t j = 0; j < geo_.kw; ++j, dst += Cg) {
                 const int64_t ix = ox * geo_.sw - geo_.pl + j * geo_.dw;
-                if (iy < 0 || iy >= H || ix < 0 || ix >= W) std::memset(dst, zp, size_t(Cg));
-                else std::memcpy(dst, x + (iy * W + ix) * C + g * Cg, size_t(Cg));
+                const bool inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+                const uint8_t* src = inside ? x + (iy * W + ix) * C + g * Cg : nullptr;
+                if (Cg >= 16) {
+                    if (inside) std::memcpy(dst, src, size_t(Cg));
+                    else std::memset(dst, zp, size_t(Cg));
+                } else {  // a few channels (the first conv's 3): no library call per tap
+                    for (int64_t c = 0; c < Cg; ++c) dst[c] = inside ? src[c] : zp;
+                }
             }
         }
         std::memset(dst, zp, size_t(ldr - K_));
