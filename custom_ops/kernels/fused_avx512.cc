@@ -652,9 +652,50 @@ SSVQ_AVX512 void gemm_f32_avx512(const GemmF32Args& a) {
     }
 }
 
+// The uint8-output tile (io "uint8_nhwc", x_scale all ones, no activation): the accumulators start at -comp and go
+// straight from registers through the requantization, no round trip through memory (small K is epilogue-bound).
+template <int R, int V>
+SSVQ_AVX512 __attribute__((noinline)) void gemm_u8q_block(const GemmU8TileArgs& a, int64_t m0, int64_t n0) {
+    __mmask16 m[V];
+    __m512i acc[R][V];
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) {
+        m[v] = lane_mask(a.N - n0 - 16 * v);
+        const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_maskz_loadu_epi32(m[v], a.comp + n0 + 16 * v));
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[r][v] = start;
+    }
+    const int8_t* wt = a.wt + n0 * 4;
+    const uint8_t* xu = a.xu + m0 * a.ldx;
+    for (int64_t kq = 0; kq < a.Kq; ++kq, wt += a.ldn * 4) {
+        __m512i w[V];
+#pragma GCC unroll 8
+        for (int v = 0; v < V; ++v) w[v] = _mm512_loadu_si512(wt + 64 * v);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            int32_t q;
+            std::memcpy(&q, xu + r * a.ldx + 4 * kq, 4);
+            const __m512i b = _mm512_set1_epi32(q);
+#pragma GCC unroll 8
+            for (int v = 0; v < V; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], b, w[v]);
+        }
+    }
+    const U8Out o = u8_out(a.y_zero_point, a.y_lo, a.y_hi);
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) {
+        const int64_t n = n0 + 16 * v;
+        const __m512 ws = _mm512_maskz_loadu_ps(m[v], a.w_scale + n), bias = _mm512_maskz_loadu_ps(m[v], a.bias + n);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+            _mm_mask_storeu_epi8(a.yq + (m0 + r) * a.ldyq + n, m[v],
+                                 requantize16(_mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][v]), ws, bias), o));
+    }
+}
+
 // Int8 tile: R rows of X (broadcast uint8 quads) x V vectors of 16 weight columns (int8 quads).
 template <int R, int V>
 SSVQ_AVX512 void gemm_u8_block(const GemmU8TileArgs& a, int64_t m0, int64_t n0) {
+    if (a.yq != nullptr) return gemm_u8q_block<R, V>(a, m0, n0);
     alignas(64) int32_t sums[R][V][16];
     dot_u8s8<R, V, false>(reinterpret_cast<const uint8_t*>(a.wt + n0 * 4), a.ldn * 4, a.xu + m0 * a.ldx, a.ldx, a.Kq,
                           &sums[0][0][0]);
@@ -663,14 +704,6 @@ SSVQ_AVX512 void gemm_u8_block(const GemmU8TileArgs& a, int64_t m0, int64_t n0) 
         const __mmask16 m = lane_mask(a.N - n);
         const __m512i comp = _mm512_maskz_loadu_epi32(m, a.comp + n);
         const __m512 ws = _mm512_maskz_loadu_ps(m, a.w_scale + n), bias = _mm512_maskz_loadu_ps(m, a.bias + n);
-        if (a.yq != nullptr) {  // uint8 output: x_scale is all ones, no activation (docs/ssvq_op.md)
-            const U8Out o = u8_out(a.y_zero_point, a.y_lo, a.y_hi);
-            for (int r = 0; r < R; ++r) {
-                const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(sums[r][v]), comp));
-                _mm_mask_storeu_epi8(a.yq + (m0 + r) * a.ldyq + n, m, requantize16(_mm512_fmadd_ps(f, ws, bias), o));
-            }
-            continue;
-        }
         for (int r = 0; r < R; ++r) {
             const __m512 mult = _mm512_mul_ps(_mm512_set1_ps(a.x_scale[m0 + r]), ws);
             const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(sums[r][v]), comp));
