@@ -36,6 +36,7 @@ class ConvU8Nhwc {
     int path_id() const { return path_; }
     const char* path_name() const;
     const std::string& notes() const { return notes_; }
+    int64_t extra_bytes() const { return int64_t(sizeof(float) * 2 + sizeof(int32_t)) * geo_.M; }  // mult, bias, comp
     // x [N, H, W, C] uint8 -> y [N, Ho, Wo, M] uint8
     void run(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W, int64_t Ho,
              int64_t Wo, uint8_t* y) const;

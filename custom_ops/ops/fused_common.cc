@@ -224,6 +224,15 @@ std::unique_ptr<PreparedWeight> prepare_weight(const OrtKernelInfo* raw, const F
     return w;
 }
 
+void PreparedWeight::release_epilogue() {
+    const auto bytes = [](const auto& v) { return int64_t(v.capacity() * sizeof(v[0])); };
+    extra_bytes -= bytes(scale) + bytes(bias) + bytes(w_scale) + bytes(row_sums);
+    std::vector<float>().swap(scale);
+    std::vector<float>().swap(bias);
+    std::vector<float>().swap(w_scale);
+    std::vector<int32_t>().swap(row_sums);
+}
+
 std::string tile_decode_notes(const FusedKernelSet& kernels, const PreparedWeight& w) {
     const std::string set = kernels.name;
     const bool int8 = w.numerics == Numerics::kInt8;

@@ -68,6 +68,9 @@ struct PreparedWeight {
     PackedWeight packed{};            // points into ORT's initializers and the vectors above
     int64_t packed_bytes = 0;         // codebook + indices + signs as stored in the model
     int64_t extra_bytes = 0;          // what this kernel holds besides ORT's initializers
+
+    // Frees scale, bias, w_scale and row_sums (for a path that keeps its own per-row constants).
+    void release_epilogue();
 };
 
 // Reads the packed-weight attributes (k, d, shape, format_version, layout), numerics and activation, validates

@@ -73,12 +73,9 @@ class SSVQConvKernel {
           node_(std::move(node)),
           weight_(prepare_weight(info, kernels_)),
           geo_(read_geometry(info, weight_->shape)),
+          u8_(make_u8(info, kernels_, *weight_, geo_)),
           report_(config, kOpName, node_, *weight_) {
-        U8Io io;
-        if (read_u8_io(info, weight_->numerics, &io)) {
-            u8_ = std::make_unique<ConvU8Nhwc>(kernels_, *weight_, geo_, io);
-            return;
-        }
+        if (u8_) return;
         const bool pointwise = geo_.kh == 1 && geo_.kw == 1 && geo_.sh == 1 && geo_.sw == 1 && geo_.pt == 0 &&
                                geo_.pl == 0 && geo_.pb == 0 && geo_.pr == 0 && geo_.group == 1;
         if (pointwise) path_ = Path::kPointwise;
@@ -149,6 +146,18 @@ class SSVQConvKernel {
     }
 
    private:
+    // The io "uint8_nhwc" path (nullptr for "float_nchw"). It folds scale, bias and the row sums into constants of
+    // its own, so the weight's float_nchw copies are released (and the kernel report counts what stays).
+    static std::unique_ptr<const ConvU8Nhwc> make_u8(const OrtKernelInfo* info, const FusedKernelSet& kernels,
+                                                     PreparedWeight& w, const ConvGeometry& geo) {
+        U8Io io;
+        if (!read_u8_io(info, w.numerics, &io)) return nullptr;
+        auto path = std::make_unique<const ConvU8Nhwc>(kernels, w, geo, io);
+        w.release_epilogue();
+        w.extra_bytes += path->extra_bytes();
+        return path;
+    }
+
     // Checks the channel count C and the spatial size H x W of X against the weight; the output size.
     void output_size(const std::vector<int64_t>& dims, int64_t C, int64_t H, int64_t W, int64_t* Ho,
                      int64_t* Wo) const {
@@ -327,8 +336,8 @@ class SSVQConvKernel {
     const std::string node_;
     const std::unique_ptr<PreparedWeight> weight_;
     const ConvGeometry geo_;
+    const std::unique_ptr<const ConvU8Nhwc> u8_;  // io "uint8_nhwc"; else the float_nchw paths below
     const KernelReport report_;
-    std::unique_ptr<ConvU8Nhwc> u8_;  // io "uint8_nhwc"; else the float_nchw paths below
     Path path_ = Path::kIm2col;
     const char* path_name_ = "";
     std::string notes_;
