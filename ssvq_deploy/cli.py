@@ -62,7 +62,8 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
                    help="decode with an ONNX function of standard ops: runs on stock ONNX Runtime, no library")
     p.add_argument("--fused", nargs="?", const="int8", choices=["int8", "float"],
                    help="also build ssvq_fused.onnx: SSVQConv/SSVQGemm straight from the packed weights "
-                        "(int8 numerics by default; float matches PyTorch within 1e-4)")
+                        "(int8 numerics by default, conv models with static uint8 NHWC activations calibrated on "
+                        "the int8 baseline's samples; float matches PyTorch within 1e-4)")
     p.add_argument("--out", help="output folder (default out/<model>)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for every timed session (default 1)")
     p.add_argument("--runs", type=int, default=100, help="timed runs per build after warm-up (default 100)")
@@ -80,6 +81,8 @@ def cmd_export(args) -> None:
           f"max |ORT - PyTorch| {r['max_abs_err_vs_torch']:.2e}, batch 1, {r['threads']} thread(s), "
           f"median of {r['latency_runs']} runs, onnxruntime {r['onnxruntime_version']}, {r['seconds']} s")
     print(f"int8: {r['int8_baseline']}; timing input {r['timing_input']}")
+    if r["fused"]:
+        print(f"ssvq_fused: {r['fused']['numerics']} numerics; {r['fused']['activations']}")
     print(f"decode: {r['decode']}\nreport: {config.out_dir() / 'report.json'}")
 
 

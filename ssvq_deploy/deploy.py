@@ -19,6 +19,7 @@ from .bench import time_session
 from .errors import ConfigError, VerificationError
 from .export.fused import FusedConfig, fuse
 from .export.onnx_export import check, compressed_onnx, float_onnx, save_onnx
+from .export.static_activations import quantize_activations
 from .format import save
 from .models import model_spec
 from .pipeline import COMPRESSED_FILE, compressed_for, decoded_model
@@ -97,12 +98,17 @@ def run_export(config: ExportConfig) -> dict:
     fp32_model = float_onnx(original, model_io)
     ssvq_model = compressed_onnx(compressed, reference, model_io, portable=config.portable)
     samples = task.verify_samples()
+    feeds = [_feed(model_io.input_names, task.sample(samples, i)) for i in range(len(samples))]
     sizes = {"fp32": save_onnx(fp32_model, out / "fp32.onnx"), "ssvq": save_onnx(ssvq_model, out / "ssvq.onnx"),
              "int8": task.int8(fp32_model, samples, out / "int8.onnx")}
-    fusion = None
+    fusion, activations = None, None
     if config.fused:
         fusion = fuse(ssvq_model, FusedConfig(numerics=config.fused))
         check(fusion.model)
+        activations = "fp32 between fused ops"
+        if config.fused == "int8":  # conv models: static uint8 activations, calibrated like the int8 baseline
+            static = quantize_activations(fusion.model, feeds)
+            fusion.model, activations = static.model, static.describe(task.unit)
         sizes["ssvq_fused"] = save_onnx(fusion.model, out / "ssvq_fused.onnx")
 
     _step(f"verifying on {len(samples)} {task.unit}")
@@ -113,7 +119,6 @@ def run_export(config: ExportConfig) -> dict:
                                                 False)}
     if fusion is not None:
         sessions["ssvq_fused"] = _session(str(out / "ssvq_fused.onnx"), config.threads, True)
-    feeds = [_feed(model_io.input_names, task.sample(samples, i)) for i in range(len(samples))]
     outputs = {name: np.concatenate([s.run(None, feed)[0] for feed in feeds]) for name, s in sessions.items()}
     torch_ssvq, torch_fp32 = task.forward(reference, samples).numpy(), task.forward(original, samples).numpy()
     max_err = float(np.abs(outputs["ssvq"] - torch_ssvq).max())
@@ -138,7 +143,8 @@ def run_export(config: ExportConfig) -> dict:
         "latency_runs": config.runs, "threads": config.threads, "batch": 1,
         "timing_input": {name: list(v.shape) for name, v in feed.items()},
         "max_abs_err_vs_torch": max_err,
-        "fused": None if fusion is None else {"numerics": config.fused, "max_abs_err_vs_torch": fused_err,
+        "fused": None if fusion is None else {"numerics": config.fused, "activations": activations,
+                                              "max_abs_err_vs_torch": fused_err,
                                               "fused_layers": len(fusion.fused), "unfused": fusion.unfused},
         **{metric: by_build["ssvq"] for metric, by_build in agreement.items()},
         **{f"{metric}_by_build": by_build for metric, by_build in agreement.items()},

@@ -17,5 +17,9 @@ class WeightsError(SSVQError, ValueError):
     """Weights that cannot be compressed or loaded (NaN/Inf, empty, wrong shapes, missing file)."""
 
 
+class CalibrationError(SSVQError, ValueError):
+    """Calibration data that cannot set static activation ranges (none given, NaN/Inf activations)."""
+
+
 class VerificationError(SSVQError):
     """An exported model disagrees with its PyTorch reference beyond the stated tolerance."""

@@ -16,7 +16,7 @@ from ssvq_deploy.runtime import LibraryNotFoundError
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    report = run_export(ExportConfig(out=str(out), runs=3))
+    report = run_export(ExportConfig(out=str(out), runs=3, fused="int8"))
     return out, report
 
 
@@ -30,7 +30,10 @@ def test_report_fields_and_values(exported):
     assert sizes["ssvq"] * 3 < sizes["int8"] and sizes["ssvq"] * 12 < sizes["fp32"]
     assert all((out / f"{name}.onnx").stat().st_size == size for name, size in sizes.items())
     assert report["max_abs_err_vs_torch"] < 1e-4
-    assert set(report["latency_ms"]) == {"fp32", "int8", "ssvq", "ssvq_decode_at_load"}
+    assert set(report["latency_ms"]) == {"fp32", "int8", "ssvq", "ssvq_decode_at_load", "ssvq_fused"}
+    photos = len(report["verify_images"])
+    assert report["fused"]["activations"].startswith("static uint8 NHWC activations")
+    assert report["fused"]["activations"].endswith(f"calibration on {photos} photos")
     assert all(v > 0 for v in report["latency_ms"].values()) and report["threads"] == 1
     assert report["top1_agreement_vs_fp32_by_build"]["fp32"] == 1.0
     assert report["onnxruntime_version"]

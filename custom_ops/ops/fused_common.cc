@@ -306,14 +306,19 @@ std::vector<int64_t> ShapeInference::attribute_or(const char* name, const std::v
     return values;
 }
 
-// (Not Ort::ShapeInferContext::SetOutputShape: it marks symbolic dims with -2, which SetDimensions rejects.)
+// (Not Ort::ShapeInferContext::SetOutputShape: it marks symbolic dims with -2, which SetDimensions rejects.) ORT
+// turns a dim of -1 without a symbol into the value -1, so every unknown dim gets a symbol of its own.
 void ShapeInference::set_output(const Ort::ShapeInferContext::Shape& shape, ONNXTensorElementDataType type) {
+    static std::atomic<uint64_t> unknowns{0};
     std::vector<int64_t> dims;
-    std::vector<const char*> symbols;
+    std::vector<std::string> names;
     for (const auto& dim : shape) {
-        dims.push_back(dim.IsInt() ? std::max<int64_t>(dim.AsInt(), -1) : -1);
-        symbols.push_back(dim.IsInt() ? "" : dim.AsSym());
+        const bool known = dim.IsInt() && dim.AsInt() >= 0;
+        dims.push_back(known ? dim.AsInt() : -1);
+        names.push_back(known ? "" : !dim.IsInt() ? dim.AsSym() : "ssvq_unknown_" + std::to_string(unknowns++));
     }
+    std::vector<const char*> symbols;
+    for (const std::string& n : names) symbols.push_back(n.c_str());
     Ort::TensorTypeAndShapeInfo info{nullptr};
     OrtTensorTypeAndShapeInfo* raw = nullptr;
     Ort::ThrowOnError(Ort::GetApi().CreateTensorTypeAndShapeInfo(&raw));

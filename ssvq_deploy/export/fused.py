@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 
 from ..format import FORMAT_VERSION, PackedLayer
 from .decode_node import DOMAIN, DOMAIN_VERSION, ONNX_OPSET, OP_TYPE
-from .fused_schema import ACTIVATIONS, CONV_OP, GEMM_OP, NUMERICS, register_fused_schemas
+from .fused_schema import ACTIVATIONS, CONV_OP, FLOAT_NCHW, GEMM_OP, NUMERICS, UINT8_NHWC, register_fused_schemas
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,11 @@ def fused_node(op: str, x: str, y: str, prefix: str, packed_inputs: list[str], l
 
 
 def single_fused_model(op: str, layer: PackedLayer, x_shape: list, *, scale=None, bias=None, activation="none",
-                       numerics="float", conv_attrs: dict | None = None, codebook_dtype=np.float16) -> onnx.ModelProto:
-    """A model of one fused node over ``layer`` (constant initializers); input ``X`` of ``x_shape``, output ``Y``."""
+                       numerics="float", conv_attrs: dict | None = None, codebook_dtype=np.float16,
+                       io: str = FLOAT_NCHW, x_scale=None, x_zero_point=None, y_scale=None,
+                       y_zero_point=None) -> onnx.ModelProto:
+    """A model of one fused node over ``layer`` (constant initializers); input ``X`` of ``x_shape``, output ``Y``.
+    ``io="uint8_nhwc"`` (SSVQConv): X and Y uint8 NHWC, the quantization arguments become node attributes."""
     inits = [numpy_helper.from_array(layer.codebook.astype(codebook_dtype), "w.codebook"),
              numpy_helper.from_array(layer.indices, "w.indices")]
     packed = ["w.codebook", "w.indices", ""]
@@ -81,11 +84,16 @@ def single_fused_model(op: str, layer: PackedLayer, x_shape: list, *, scale=None
         if value is not None:
             inits.append(numpy_helper.from_array(np.asarray(value, np.float32), f"w.{key}"))
             names[key] = f"w.{key}"
+    elem = onnx.TensorProto.FLOAT
+    if io == UINT8_NHWC:
+        elem = onnx.TensorProto.UINT8
+        conv_attrs = {**(conv_attrs or {}), "io": io, "x_scale": float(x_scale), "x_zero_point": int(x_zero_point),
+                      "y_scale": float(y_scale), "y_zero_point": int(y_zero_point)}
     node = fused_node(op, "X", "Y", "w", packed, {"k": layer.k, "d": layer.d, "shape": list(layer.shape),
                                                   "format_version": FORMAT_VERSION},
                       activation=activation, numerics=numerics, conv_attrs=conv_attrs, **names)
-    graph = helper.make_graph([node], "ssvq_fused", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, x_shape)],
-                              [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)], initializer=inits)
+    graph = helper.make_graph([node], "ssvq_fused", [helper.make_tensor_value_info("X", elem, x_shape)],
+                              [helper.make_tensor_value_info("Y", elem, None)], initializer=inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
                                                    helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
 
