@@ -63,17 +63,32 @@ ConvU8Nhwc::ConvU8Nhwc(const FusedKernelSet& kernels, const PreparedWeight& w, c
     const bool pointwise = taps == 1 && geo_.sh == 1 && geo_.sw == 1 && geo_.pt == 0 && geo_.pl == 0 &&
                            geo_.pb == 0 && geo_.pr == 0 && geo_.group == 1;
     if (pointwise) path_ = kPointwise;
-    else if (geo_.Cg == 1 && geo_.M == geo_.group && taps <= kMaxDwTaps) path_ = kDepthwise;
+    else if (geo_.Cg == 1 && geo_.M == geo_.group) path_ = kDepthwise;
     else path_ = kIm2col;
+    if (path_ == kDepthwise && taps > kMaxDwTaps)
+        throw OpError{"expected a depthwise kernel of at most " + std::to_string(kMaxDwTaps) +
+                      " taps with io \"uint8_nhwc\", got " + std::to_string(geo_.kh) + "x" + std::to_string(geo_.kw)};
     K_ = geo_.Cg * taps;
     Kpad_ = (K_ + 3) / 4 * 4;
     mult_.resize(size_t(geo_.M));
     bias_.resize(size_t(geo_.M));
-    comp_.resize(size_t(geo_.M));
+    if (path_ != kDepthwise) comp_.resize(size_t(geo_.M));
+    if (path_ == kDepthwise) {  // per-channel int8 weights (docs/ssvq_op.md): scale 127 / max |w| of the channel
+        std::vector<float> wf(size_t(geo_.M * taps));
+        kernels_.decode_f32(w_.packed, 0, geo_.M * taps, wf.data());
+        dw_inv_.resize(size_t(geo_.M));
+        for (int64_t o = 0; o < geo_.M; ++o) {
+            float m = 0.f;
+            for (int64_t t = 0; t < taps; ++t) m = std::max(m, std::fabs(wf[size_t(o * taps + t)]));
+            const S8Quant q = s8_quant_params(m);
+            dw_inv_[size_t(o)] = q.inv_scale;
+            mult_[size_t(o)] = io_.x_scale * (q.scale * w_.scale[size_t(o)]) / io_.y_scale;
+        }
+    }
     for (int64_t o = 0; o < geo_.M; ++o) {
-        mult_[size_t(o)] = io_.x_scale * w_.w_scale[size_t(o)] / io_.y_scale;
+        if (path_ != kDepthwise) mult_[size_t(o)] = io_.x_scale * w_.w_scale[size_t(o)] / io_.y_scale;
         bias_[size_t(o)] = w_.bias[size_t(o)] / io_.y_scale;
-        comp_[size_t(o)] = io_.x_zero_point * w_.row_sums[size_t(o)];
+        if (path_ != kDepthwise) comp_[size_t(o)] = io_.x_zero_point * w_.row_sums[size_t(o)];
     }
     if (w_.activation != Activation::kNone) lo_ = io_.y_zero_point;
     if (w_.activation == Activation::kRelu6)
@@ -182,12 +197,20 @@ void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64
 void ConvU8Nhwc::depthwise(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W,
                            int64_t Ho, int64_t Wo, uint8_t* y) const {
     const int64_t C = geo_.M, taps = geo_.kh * geo_.kw;
-    // The weights [C][taps] decoded once per call, laid out [taps][C] as floats for the channel-vector kernel.
-    std::vector<int8_t> q(size_t(C * taps));
-    kernels_.decode_s8(w_.packed, 0, C * taps, q.data());
-    std::vector<float> wf(size_t(C * taps));
+    // The weights [C][taps] decoded once per call, quantized per channel and laid out [taps][C] as floats for the
+    // channel-vector kernel.
+    std::vector<float> decoded(size_t(C * taps)), wf(size_t(C * taps));
+    kernels_.decode_f32(w_.packed, 0, C * taps, decoded.data());
     for (int64_t c = 0; c < C; ++c)
-        for (int64_t t = 0; t < taps; ++t) wf[size_t(t * C + c)] = float(q[size_t(c * taps + t)]);
+        for (int64_t t = 0; t < taps; ++t) wf[size_t(t * C + c)] = decoded[size_t(c * taps + t)];
+    // round half to even of |w * inv| <= 127 by adding and subtracting 1.5 * 2^23 (plain float arithmetic, which
+    // the compiler vectorises, unlike a std::nearbyint call per weight on the baseline target)
+    constexpr float kRound = 12582912.f;
+    for (int64_t t = 0; t < taps; ++t)
+        for (int64_t c = 0; c < C; ++c) {
+            float& v = wf[size_t(t * C + c)];
+            v = (v * dw_inv_[size_t(c)] + kRound) - kRound;
+        }
     const int64_t row_block = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, Wo * C));  // ~16K outputs
     const int64_t blocks = (Ho + row_block - 1) / row_block;
     parallel_for(context, size_t(N * blocks), [&](size_t item) {

@@ -1,7 +1,8 @@
 // SSVQConv with io "uint8_nhwc" (docs/ssvq_op.md): static uint8 activations in NHWC between fused convolutions,
 // int8 weights decoded tile by tile from the packed form. Paths, chosen at kernel creation:
 //   conv1x1_u8nhwc      1x1, stride 1, no padding, group 1: the NHWC rows are the GEMM's rows as they are
-//   dwconv_u8nhwc       one input channel per group, one output channel per group: direct kernel over channels
+//   dwconv_u8nhwc       one input channel per group, one output channel per group: direct kernel over channels,
+//                       weights quantized per channel (9 taps of a shared codebook lose too much to a per-layer scale)
 //   conv_im2col_u8nhwc  everything else: uint8 rows of the receptive field per pixel chunk, then the GEMM
 // The GEMM runs blocks of 64 output channels (decoded to int8, quad-transposed) against chunks of pixel rows into a
 // small float tile, which requantize_u8 turns into the uint8 output.
@@ -36,7 +37,9 @@ class ConvU8Nhwc {
     int path_id() const { return path_; }
     const char* path_name() const;
     const std::string& notes() const { return notes_; }
-    int64_t extra_bytes() const { return int64_t(sizeof(float) * 2 + sizeof(int32_t)) * geo_.M; }  // mult, bias, comp
+    int64_t extra_bytes() const {  // mult, bias, comp, dw_inv
+        return int64_t(sizeof(float) * (mult_.size() + bias_.size() + dw_inv_.size()) + sizeof(int32_t) * comp_.size());
+    }
     // x [N, H, W, C] uint8 -> y [N, Ho, Wo, M] uint8
     void run(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W, int64_t Ho,
              int64_t Wo, uint8_t* y) const;
@@ -60,7 +63,8 @@ class ConvU8Nhwc {
     // The requantization (docs/ssvq_op.md): Y = clamp(nearbyint(fma(acc, mult, bias)) + y_zero_point, lo, hi)
     std::vector<float> mult_;       // [M] x_scale * w_scale[o] / y_scale
     std::vector<float> bias_;       // [M] bias[o] / y_scale
-    std::vector<int32_t> comp_;     // [M] x_zero_point * row sum
+    std::vector<int32_t> comp_;     // [M] x_zero_point * row sum (GEMM paths)
+    std::vector<float> dw_inv_;     // [M] depthwise: 127 / max |w| of the channel (per-channel int8 weights)
     int32_t lo_ = 0, hi_ = 255;     // the activation as a clamp in uint8
     std::string notes_;
 };

@@ -191,6 +191,16 @@ def _weights(name, shape, k, d, codebook, indices, signs, numerics):
     return decode_parts(name, shape, k, d, q.astype(np.float32), indices, signs).astype(np.float64), cscale
 
 
+def per_channel_s8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Depthwise weights of io uint8_nhwc: per output channel q = round_half_even(w * (127 / max|w|)) in float32, as
+    exact float64 integers, and the channel scales max|w| / 127 (1 for an all-zero channel)."""
+    amax = np.abs(w).reshape(len(w), -1).max(axis=1).astype(np.float32)
+    safe = np.where(amax > 0, amax, np.float32(1))
+    inv = np.where(amax > 0, np.float32(127) / safe, np.float32(1)).astype(np.float32)
+    q = np.rint(w * inv[:, None, None, None]).astype(np.float64)
+    return q, np.where(amax > 0, safe / np.float32(127), np.float32(1)).astype(np.float32)
+
+
 def conv_reference(x, codebook, indices, signs=None, scale=None, bias=None, *, k, d, shape, strides=(1, 1),
                    pads=(0, 0, 0, 0), dilations=(1, 1), group=1, activation="none", numerics="float",
                    io=FLOAT_NCHW, x_scale=None, x_zero_point=None, y_scale=None, y_zero_point=None,
@@ -217,6 +227,8 @@ def conv_reference(x, codebook, indices, signs=None, scale=None, bias=None, *, k
 
     if io == UINT8_NHWC:
         xq = np.asarray(x).transpose(0, 3, 1, 2).astype(np.float64) - x_zero_point
+        if shape[1] == 1 and group == m:  # depthwise: int8 weights per channel
+            w, cscale = per_channel_s8(decode_parts(name, shape, k, d, _f32(codebook), indices, signs))
         acc = np.rint(conv(xq, w)).astype(np.int64)
         y_scale = np.float32(y_scale)
         mult = (np.float32(x_scale) * (cscale * scale)).astype(np.float32) / y_scale  # float32 all the way

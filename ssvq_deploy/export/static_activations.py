@@ -8,12 +8,14 @@
   float tensor fed into SSVQConv (graph input, other op) -> QuantizeLinear -> Transpose(0, 2, 3, 1) -> uint8 NHWC
   SSVQConv                          -> io="uint8_nhwc", numerics="int8" (depthwise too), x_/y_scale, x_/y_zero_point
   Add of two uint8 tensors          -> QLinearAdd (com.microsoft)
-  GlobalAveragePool of a uint8 one  -> DequantizeLinear -> ReduceMean(axes 1, 2) -> Transpose(0, 3, 1, 2)
+  GlobalAveragePool of a uint8 one  -> QLinearGlobalAveragePool (com.microsoft, channels_last; its output has a
+                                       calibrated range of its own)
   any other consumer, graph output  -> DequantizeLinear -> Transpose(0, 3, 1, 2): the float NCHW tensor, same name
 
 A graph without SSVQConv (Linear models, transformers) comes back unchanged: SSVQGemm keeps quantizing its rows at
-run time. QLinearAdd has no ONNX schema: the checker accepts it unchecked as an op of an imported custom domain, so
-its output's type and shape (the replaced Add's, in NHWC) are set here and shape inference carries on from them.
+run time. QLinearAdd and QLinearGlobalAveragePool have no ONNX schema: the checker accepts them unchecked as ops of an
+imported custom domain, so their outputs' types and shapes (the replaced nodes', in NHWC) are set here and shape
+inference carries on from them.
 """
 from __future__ import annotations
 
@@ -30,9 +32,8 @@ from .decode_node import DOMAIN
 from .fused_schema import CONV_OP, UINT8_NHWC, u8_params
 from .onnx_export import ExportError, check
 
-MS_DOMAIN = "com.microsoft"  # QLinearAdd
+MS_DOMAIN = "com.microsoft"  # QLinearAdd, QLinearGlobalAveragePool
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
-_AXES_HW = "static_activations.axes_hw"  # ReduceMean axes of the GlobalAveragePool replacement
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ def _uint8_add(node: onnx.NodeProto, uint8: Container[str]) -> bool:
     return node.domain in ("", "ai.onnx") and node.op_type == "Add" and all(name in uint8 for name in node.input)
 
 
+def _uint8_pool(node: onnx.NodeProto, uint8: Container[str]) -> bool:
+    """A GlobalAveragePool of a tensor of ``uint8``: a QLinearGlobalAveragePool."""
+    return node.domain in ("", "ai.onnx") and node.op_type == "GlobalAveragePool" and node.input[0] in uint8
+
+
 def quantize_activations(fused: onnx.ModelProto, calibration: Sequence[Mapping[str, np.ndarray]],
                          threads: int | None = None) -> StaticActivations:
     """Static uint8 NHWC activations for ``fused`` (a ``fuse`` output, io float_nchw; checked, full shapes), with
@@ -86,8 +92,8 @@ def quantize_activations(fused: onnx.ModelProto, calibration: Sequence[Mapping[s
         raise ExportError(f"{done[0]} already has io={UINT8_NHWC}: the model's activations are static already")
     model = onnx.shape_inference.infer_shapes(fused, strict_mode=True)  # a copy that knows every tensor's type
     tensors = dict.fromkeys(name for n in convs for name in (n.input[0], n.output[0]))
-    for node in model.graph.node:  # graph order: an Add's inputs are settled before it
-        if _uint8_add(node, tensors):
+    for node in model.graph.node:  # graph order: an Add's or a pool's inputs are settled before it
+        if _uint8_add(node, tensors) or _uint8_pool(node, tensors):
             tensors[node.output[0]] = None
     ranges = calibrate(fused, list(tensors), calibration, threads)
     params = {t: ActivationParams.from_range(*ranges[t]) for t in tensors}
@@ -147,7 +153,9 @@ class _Rewrite:
                 self.consumers.setdefault(name, []).append(node)
         self.outputs = {o.name for o in g.output}
         self.qadds = {id(n) for n in g.node if _uint8_add(n, params)}
-        self.made_u8 = {n.output[0] for n in g.node if _is_conv(n) or id(n) in self.qadds}  # no float form first
+        self.qpools = {id(n) for n in g.node if _uint8_pool(n, params)}
+        self.made_u8 = {n.output[0] for n in g.node  # no float form first
+                        if _is_conv(n) or id(n) in self.qadds or id(n) in self.qpools}
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.value_info: list[onnx.ValueInfoProto] = []
@@ -170,7 +178,8 @@ class _Rewrite:
         g.initializer.extend(self.inits)
         del g.value_info[:]
         g.value_info.extend(self.value_info)
-        if self.qadds and not any(o.domain == MS_DOMAIN for o in self.model.opset_import):
+        uses_ms = any(n.domain == MS_DOMAIN for n in self.nodes)
+        if uses_ms and not any(o.domain == MS_DOMAIN for o in self.model.opset_import):
             self.model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
 
     @staticmethod
@@ -191,10 +200,7 @@ class _Rewrite:
         self._made.add(name)
 
     def _uses_u8(self, node: onnx.NodeProto, tensor: str) -> bool:
-        return (_is_conv(node) and node.input[0] == tensor) or id(node) in self.qadds
-
-    def _replaced_gap(self, node: onnx.NodeProto) -> bool:
-        return node.op_type == "GlobalAveragePool" and node.input[0] in self.made_u8
+        return (_is_conv(node) and node.input[0] == tensor) or id(node) in self.qadds or id(node) in self.qpools
 
     def _quantize(self, tensor: str) -> None:
         """float NCHW ``tensor`` -> its uint8 NHWC form."""
@@ -205,17 +211,15 @@ class _Rewrite:
                                         perm=TO_NHWC)]
 
     def _dequantize(self, tensor: str) -> None:
-        """The float forms of a tensor made uint8 NHWC that its float consumers read: NHWC (GlobalAveragePool
-        replacements) and NCHW under its own name (any other consumer, a graph output)."""
+        """The float NCHW form, under its own name, of a tensor made uint8 NHWC, when a float consumer or the graph's
+        outputs read it."""
         uses = [n for n in self.consumers.get(tensor, []) if not self._uses_u8(n, tensor)]
-        to_nchw = tensor in self.outputs or any(not self._replaced_gap(n) for n in uses)
-        if not (uses or to_nchw):
+        if not (uses or tensor in self.outputs):
             return
-        self.nodes.append(helper.make_node("DequantizeLinear", [self.u8(tensor), *self._qparams(tensor)],
-                                           [f"{tensor}_nhwc"], name=f"{tensor}.dequantize"))
-        if to_nchw:
-            self.nodes.append(helper.make_node("Transpose", [f"{tensor}_nhwc"], [tensor], name=f"{tensor}.to_nchw",
-                                               perm=TO_NCHW))
+        self.nodes += [helper.make_node("DequantizeLinear", [self.u8(tensor), *self._qparams(tensor)],
+                                        [f"{tensor}_nhwc"], name=f"{tensor}.dequantize"),
+                       helper.make_node("Transpose", [f"{tensor}_nhwc"], [tensor], name=f"{tensor}.to_nchw",
+                                        perm=TO_NCHW)]
 
     def _replace(self, node: onnx.NodeProto) -> list[onnx.NodeProto]:
         if _is_conv(node):
@@ -237,13 +241,12 @@ class _Rewrite:
             return [helper.make_node("QLinearAdd", [self.u8(a), *self._qparams(a), self.u8(b), *self._qparams(b),
                                                     *self._qparams(out)], [self.u8(out)],
                                      name=node.name or f"{out}.add", domain=MS_DOMAIN)]
-        if self._replaced_gap(node):
-            if _AXES_HW not in self._made:
-                self._add_init(np.array([1, 2], np.int64), _AXES_HW)
-            out = node.output[0]
-            return [helper.make_node("ReduceMean", [f"{node.input[0]}_nhwc", _AXES_HW], [f"{out}_nhwc"],
-                                     name=node.name or f"{out}.mean", keepdims=1),
-                    helper.make_node("Transpose", [f"{out}_nhwc"], [out], name=f"{out}.to_nchw", perm=TO_NCHW)]
+        if id(node) in self.qpools:
+            x, out = node.input[0], node.output[0]
+            self.value_info.append(_nhwc_info(self.u8(out), self.types[out]))
+            return [helper.make_node("QLinearGlobalAveragePool", [self.u8(x), *self._qparams(x), *self._qparams(out)],
+                                     [self.u8(out)], name=node.name or f"{out}.pool", domain=MS_DOMAIN,
+                                     channels_last=1)]
         return [node]
 
 

@@ -224,11 +224,17 @@ UINT8_CASES = CONV_CASES + [
 
 def dequantized_conv(layer, x, scale, bias, activation, attrs, x_scale, x_zero_point):
     """The uint8_nhwc contract in float64, independent of conv_reference: dequantized X [N, H, W, C], the int8-quantized
-    weight times its scale, a direct conv (one einsum per tap over the zero-padded image), scale, bias, activation."""
-    q, cs = quantize_codebook(layer.codebook)
-    w = decode_parts("w", layer.shape, layer.k, layer.d, q.astype(np.float32), layer.indices, layer.signs) * float(cs)
+    weight times its scale (per layer through the codebook; per channel for depthwise), a direct conv (one einsum per
+    tap over the zero-padded image), scale, bias, activation."""
     m, cg, kh, kw = layer.shape
     group = attrs.get("group", 1)
+    if cg == 1 and group == m:
+        w = layer.decode().astype(np.float64)
+        amax = np.abs(w).reshape(m, -1).max(axis=1)[:, None, None, None]
+        w = np.where(amax > 0, np.rint(w * 127 / np.where(amax > 0, amax, 1)) * amax / 127, 0)
+    else:
+        q, cs = quantize_codebook(layer.codebook)
+        w = decode_parts("w", layer.shape, layer.k, layer.d, q.astype(np.float32), layer.indices, layer.signs) * float(cs)
     (sh, sw), (dh, dw) = attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
     top, left, bottom, right = attrs.get("pads", [0, 0, 0, 0])
     x = np.pad((x.astype(np.float64) - x_zero_point) * x_scale, ((0, 0), (top, bottom), (left, right), (0, 0)))
