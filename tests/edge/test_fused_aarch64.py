@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ssvq_deploy.export.fused import FusedConfig, fused_onnx
-from ssvq_deploy.export.onnx_export import save_onnx
+from ssvq_deploy.export.onnx_export import INPUT, save_onnx
+from ssvq_deploy.export.static_activations import quantize_activations
 from ssvq_deploy.models import load_state
 from ssvq_deploy.quant.compress import compress_model
 from ssvq_deploy.quant.config import QuantConfig
@@ -44,17 +45,23 @@ class EdgeNet(nn.Module):
         return self.head(self.pw(self.dw(self.stem(x))).flatten(1))
 
 
-def _export(tmp_path, k: int, d: int, batch: int, numerics: str):
-    """The fused ONNX file of EdgeNet compressed with SSVQ (k, d), every fused node in `numerics`; the input; and the
-    golden-decoded torch model."""
+def _export(tmp_path, k: int, d: int, batch: int, numerics: str, static: bool = False):
+    """The fused ONNX file of EdgeNet compressed with SSVQ (k, d), every fused node in `numerics` (`static`: then
+    rewritten to static uint8 NHWC activations, calibrated on a few random inputs); the input; and the golden-decoded
+    torch model."""
     torch.manual_seed(0)
     compressed = compress_model(EdgeNet().eval(), QuantConfig(method="ssvq", k=k, d=d, iters=3), "edge")
     reference = load_state(EdgeNet(), compressed.state_dict())
     shape = (batch, 3, 16, 16)
     result = fused_onnx(compressed, reference, shape, FusedConfig(numerics=numerics, depthwise_numerics=numerics))
     assert not result.unfused
-    path = tmp_path / f"edge_{numerics}.onnx"
-    save_onnx(result.model, path)
+    model = result.model
+    if static:
+        calibration = [{INPUT: np.random.default_rng(seed).standard_normal(shape).astype(np.float32)}
+                       for seed in range(2, 6)]
+        model = quantize_activations(model, calibration).model
+    path = tmp_path / f"edge_{numerics}{'_static' if static else ''}.onnx"
+    save_onnx(model, path)
     return path, np.random.default_rng(1).standard_normal(shape).astype(np.float32), reference
 
 
@@ -88,3 +95,15 @@ def test_float_fused_export_matches_x86_to_float_rounding(tmp_path):
     assert np.abs(arm - x86).max() <= FLOAT_RTOL * np.abs(x86).max()
     with torch.no_grad():
         assert np.abs(arm - reference(torch.from_numpy(x)).numpy()).max() < 1e-4  # the export gate
+
+
+def test_static_uint8_export_is_bit_identical_on_aarch64(tmp_path):
+    """io uint8_nhwc: the NEON sets take the float tile + requantize path and the portable depthwise kernel, x86-64
+    the AVX-512 ones; every uint8 activation, and so the output, must come out the same."""
+    model, x, _ = _export(tmp_path, 16, 8, 1, "int8", static=True)
+    x86, _ = _run(tmp_path, "x86_64", model, x)
+    for kernels in NEON_SETS:
+        arm, report = _run(tmp_path, "aarch64", model, x, kernels)
+        np.testing.assert_array_equal(arm.view(np.uint32), x86.view(np.uint32), err_msg=kernels)
+        assert sorted(r["path"] for r in report) == sorted(["conv_im2col_u8nhwc", "dwconv_u8nhwc", "conv1x1_u8nhwc",
+                                                            "gemv_lut_int8"])
