@@ -11,6 +11,8 @@ namespace {
 constexpr int64_t kCols = 64;        // output channels per GEMM block (the AVX-512 tiler's 4 vectors)
 constexpr int64_t kRowChunk = 48;    // pixel rows per GEMM call: a float tile of 48 x 64 stays in L1
 constexpr int64_t kPixelItem = 768;  // pixel rows per work item: one weight-block decode serves all of them
+constexpr int64_t kMinItems = 8;     // fewer work items than this: decode the weight blocks once, split pixels finer
+constexpr int64_t kIm2colSlack = 16;  // bytes past the im2col rows that im2col_rows' fixed-size copies may write
 constexpr int64_t kMaxDwTaps = 512;  // the depthwise kernel's float sums are exact up to this many taps
 
 float required_float(const OrtKernelInfo* info, const char* name) {
@@ -113,15 +115,27 @@ void ConvU8Nhwc::run(const Ort::KernelContext& context, const uint8_t* x, int64_
 
 void ConvU8Nhwc::im2col_rows(const uint8_t* x, int64_t H, int64_t W, int64_t Wo, int64_t g, int64_t p0,
                              int64_t count, uint8_t* rows, int64_t ldr) const {
-    const int64_t C = geo_.Cg * geo_.group, Cg = geo_.Cg;
+    const int64_t C = geo_.Cg * geo_.group, Cg = geo_.Cg, span = geo_.kw * Cg;
     const uint8_t zp = uint8_t(io_.x_zero_point);
+    const uint8_t* x_end = x + H * W * C;
+    // group 1, no horizontal dilation: a kernel row's taps are span = kw * C contiguous bytes of the image row
+    const bool contiguous = geo_.group == 1 && geo_.dw == 1;
     for (int64_t r = 0; r < count; ++r) {
         const int64_t oy = (p0 + r) / Wo, ox = (p0 + r) % Wo;
         uint8_t* dst = rows + r * ldr;
         for (int64_t i = 0; i < geo_.kh; ++i) {
-            const int64_t iy = oy * geo_.sh - geo_.pt + i * geo_.dh;
+            const int64_t iy = oy * geo_.sh - geo_.pt + i * geo_.dh, ix0 = ox * geo_.sw - geo_.pl;
+            if (contiguous && iy >= 0 && iy < H && ix0 >= 0 && ix0 + geo_.kw <= W) {
+                const uint8_t* src = x + (iy * W + ix0) * C;
+                // a fixed 16-byte copy when it stays inside the image (the buffer has kIm2colSlack bytes for the
+                // overrun; the next kernel row or pixel overwrites it)
+                if (span <= 16 && src + 16 <= x_end) std::memcpy(dst, src, 16);
+                else std::memcpy(dst, src, size_t(span));
+                dst += span;
+                continue;
+            }
             for (int64_t j = 0; j < geo_.kw; ++j, dst += Cg) {
-                const int64_t ix = ox * geo_.sw - geo_.pl + j * geo_.dw;
+                const int64_t ix = ix0 + j * geo_.dw;
                 const bool inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
                 const uint8_t* src = inside ? x + (iy * W + ix) * C + g * Cg : nullptr;
                 if (Cg >= 16) {
@@ -136,46 +150,70 @@ void ConvU8Nhwc::im2col_rows(const uint8_t* x, int64_t H, int64_t W, int64_t Wo,
     }
 }
 
+void ConvU8Nhwc::decode_block(int64_t o0, int64_t cols, int8_t* wt, int64_t ldn) const {
+    const int64_t taps = geo_.kh * geo_.kw;
+    auto* tile = static_cast<int8_t*>(scratch(0, size_t(cols * (Kpad_ + K_))));
+    const bool in_order = Kpad_ == K_ && (taps == 1 || geo_.Cg == 1);
+    int8_t* flat = in_order ? tile : tile + cols * Kpad_;
+    kernels_.decode_s8(w_.packed, o0 * K_, (o0 + cols) * K_, flat);
+    if (!in_order) {
+        for (int64_t r = 0; r < cols; ++r) {
+            int8_t* dst = tile + r * Kpad_;
+            const int8_t* row = flat + r * K_;
+            for (int64_t c = 0; c < geo_.Cg; ++c)
+                for (int64_t t = 0; t < taps; ++t) dst[t * geo_.Cg + c] = row[c * taps + t];
+            std::memset(dst + K_, 0, size_t(Kpad_ - K_));
+        }
+    }
+    kernels_.transpose_quads(tile, Kpad_, cols, Kpad_ / 4, wt, ldn);
+}
+
 void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W,
                       int64_t Ho, int64_t Wo, uint8_t* y) const {
-    const int64_t C = geo_.Cg * geo_.group, P = Ho * Wo, Mg = geo_.M / geo_.group, taps = geo_.kh * geo_.kw;
+    const int64_t C = geo_.Cg * geo_.group, P = Ho * Wo, Mg = geo_.M / geo_.group;
     // Pointwise with whole quads per row reads X in place, every image at once (NHWC rows are contiguous).
     const bool in_place = path_ == kPointwise && C % 4 == 0;
     const int64_t images = in_place ? 1 : N, rows_per_image = in_place ? N * P : P;
-    const int64_t col_blocks = (Mg + kCols - 1) / kCols, pixel_items = (rows_per_image + kPixelItem - 1) / kPixelItem;
-    const int64_t Kq = Kpad_ / 4;
+    const int64_t col_blocks = (Mg + kCols - 1) / kCols, blocks = geo_.group * col_blocks;
+    const int64_t Kq = Kpad_ / 4, block_bytes = Kq * kCols * 4;
+    // Many work items: each decodes its own weight block and runs large pixel items. Few (a small layer): the blocks
+    // are decoded once for the call and the pixels split finer, so that every thread still gets work.
+    const bool shared = images * blocks * ((rows_per_image + kPixelItem - 1) / kPixelItem) < kMinItems;
+    int64_t pixel_item = kPixelItem;
+    if (shared) {
+        const int64_t splits = (kMinItems + images * blocks - 1) / (images * blocks);
+        pixel_item = std::max(kRowChunk, ((rows_per_image + splits - 1) / splits + kRowChunk - 1) / kRowChunk * kRowChunk);
+    }
+    const int64_t pixel_items = (rows_per_image + pixel_item - 1) / pixel_item;
+    std::vector<int8_t> decoded(shared ? size_t(blocks * block_bytes) : 0);
+    if (shared) {
+        parallel_for(context, size_t(blocks), [&](size_t b) {
+            const int64_t cb = int64_t(b) % col_blocks, cols = std::min(kCols, Mg - cb * kCols);
+            decode_block(int64_t(b) / col_blocks * Mg + cb * kCols, cols, decoded.data() + int64_t(b) * block_bytes,
+                         (cols + 15) / 16 * 16);
+        });
+    }
     const std::vector<float> ones(size_t(kRowChunk), 1.f);
-    const int64_t per_image = geo_.group * col_blocks * pixel_items;
+    const int64_t per_image = blocks * pixel_items;
     parallel_for(context, size_t(images * per_image), [&](size_t item) {
         const int64_t n = int64_t(item) / per_image, rest = int64_t(item) % per_image;
-        const int64_t g = rest / (col_blocks * pixel_items), cb = rest / pixel_items % col_blocks;
-        const int64_t pi = rest % pixel_items;
+        const int64_t b = rest / pixel_items, pi = rest % pixel_items;
+        const int64_t g = b / col_blocks, cb = b % col_blocks;
         const int64_t o0 = g * Mg + cb * kCols, cols = std::min(kCols, Mg - cb * kCols);
         const int64_t ldn = (cols + 15) / 16 * 16;
-        // The block's weight rows decoded in one call (its whole 64-weight groups take the vector decode), then laid
-        // out [cols][Kpad] in the NHWC rows' reduction order (i, j, c), zero-padded.
-        auto* tile = static_cast<int8_t*>(scratch(0, size_t(cols * (Kpad_ + K_))));
-        const bool in_order = Kpad_ == K_ && (taps == 1 || geo_.Cg == 1);
-        int8_t* flat = in_order ? tile : tile + cols * Kpad_;
-        kernels_.decode_s8(w_.packed, o0 * K_, (o0 + cols) * K_, flat);
-        if (!in_order) {
-            for (int64_t r = 0; r < cols; ++r) {
-                int8_t* dst = tile + r * Kpad_;
-                const int8_t* row = flat + r * K_;
-                for (int64_t c = 0; c < geo_.Cg; ++c)
-                    for (int64_t t = 0; t < taps; ++t) dst[t * geo_.Cg + c] = row[c * taps + t];
-                std::memset(dst + K_, 0, size_t(Kpad_ - K_));
-            }
+        const int8_t* wt = decoded.data() + b * block_bytes;
+        if (!shared) {
+            auto* own = static_cast<int8_t*>(scratch(1, size_t(block_bytes)));
+            decode_block(o0, cols, own, ldn);
+            wt = own;
         }
-        auto* wt = static_cast<int8_t*>(scratch(1, size_t(Kq * ldn * 4)));
-        kernels_.transpose_quads(tile, Kpad_, cols, Kq, wt, ldn);
         const bool direct = kernels_.gemm_u8_writes_uint8;  // else a float tile (x_scale ones), then requantize_u8
         auto* acc = direct ? nullptr : static_cast<float*>(scratch(2, size_t(kRowChunk * cols) * 4));
         const float* x_scale = direct ? nullptr : ones.data();
-        auto* rows = in_place ? nullptr : static_cast<uint8_t*>(scratch(3, size_t(kRowChunk * Kpad_)));
+        auto* rows = in_place ? nullptr : static_cast<uint8_t*>(scratch(3, size_t(kRowChunk * Kpad_ + kIm2colSlack)));
         const uint8_t* xn = x + n * H * W * C;
-        const int64_t p_end = std::min(rows_per_image, (pi + 1) * kPixelItem);
-        for (int64_t p0 = pi * kPixelItem; p0 < p_end; p0 += kRowChunk) {
+        const int64_t p_end = std::min(rows_per_image, (pi + 1) * pixel_item);
+        for (int64_t p0 = pi * pixel_item; p0 < p_end; p0 += kRowChunk) {
             const int64_t count = std::min(kRowChunk, p_end - p0);
             const uint8_t* xu = xn + p0 * C;
             int64_t ldx = C;

@@ -50,6 +50,9 @@ class ConvU8Nhwc {
               int64_t Wo, uint8_t* y) const;
     void depthwise(const Ort::KernelContext& context, const uint8_t* x, int64_t N, int64_t H, int64_t W, int64_t Ho,
                    int64_t Wo, uint8_t* y) const;
+    // The quad-transposed int8 weights [Kpad / 4][ldn][4] of output channels [o0, o0 + cols) (one GEMM block),
+    // decoded in one call (its whole 64-weight groups take the vector decode), in the NHWC rows' reduction order.
+    void decode_block(int64_t o0, int64_t cols, int8_t* wt, int64_t ldn) const;
     // uint8 rows [count][ldr] of the receptive fields of pixels [p0, p0 + count) of one image, group g
     void im2col_rows(const uint8_t* x, int64_t H, int64_t W, int64_t Wo, int64_t g, int64_t p0, int64_t count,
                      uint8_t* rows, int64_t ldr) const;
