@@ -94,10 +94,10 @@ struct DwConvArgs {
 // integer products, |acc| < 2^24 while taps <= 512), then requantized like the GEMM's uint8 output:
 // Y = clamp(nearbyint(fma(acc, mult[c], bias[c])) + y_zero_point, y_lo, y_hi).
 struct DwU8NhwcArgs {
-    const uint8_t* x;  // [H, W, C]
-    uint8_t* y;        // [Ho, Wo, C]
-    const float* w;    // [kh * kw, C] int8 weights as floats
-    int64_t H, W, C, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw;
+    const uint8_t* x;  // [H, W, ldc], channels [0, C) of each pixel
+    uint8_t* y;        // [Ho, Wo, ldc]
+    const float* w;    // [kh * kw, ldc] int8 weights as floats
+    int64_t H, W, C, ldc, Ho, Wo, kh, kw, sh, sw, pt, pl, dh, dw;
     int64_t oy_begin, oy_end;
     const float* mult;  // [C] x_scale * w_scale[c] / y_scale
     const float* bias;  // [C] bias[c] / y_scale

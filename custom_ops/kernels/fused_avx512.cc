@@ -457,7 +457,7 @@ SSVQ_AVX512 void dw_u8_channels(const DwU8NhwcArgs& a, int64_t c0, const uint8_t
         __m512 sum = _mm512_setzero_ps();
 #pragma GCC unroll 16
         for (int t = 0; t < kTaps; ++t) {
-            w[t][v] = _mm512_maskz_loadu_ps(m[v], a.w + t * a.C + c0 + 16 * v);
+            w[t][v] = _mm512_maskz_loadu_ps(m[v], a.w + t * a.ldc + c0 + 16 * v);
             sum = _mm512_add_ps(sum, w[t][v]);
         }
         start[v] = _mm512_mul_ps(sum, _mm512_set1_ps(-a.x_zero_point));
@@ -469,28 +469,28 @@ SSVQ_AVX512 void dw_u8_channels(const DwU8NhwcArgs& a, int64_t c0, const uint8_t
     const int64_t ox_hi = std::max(ox_lo, std::min(a.Wo, a.W - 1 - span_w + a.pl >= 0 ? (a.W - 1 - span_w + a.pl) / a.sw + 1 : 0));
     int64_t offsets[kTaps];
     for (int64_t i = 0, t = 0; i < a.kh; ++i)
-        for (int64_t j = 0; j < a.kw; ++j, ++t) offsets[t] = (i * a.dh * a.W + j * a.dw) * a.C;
+        for (int64_t j = 0; j < a.kw; ++j, ++t) offsets[t] = (i * a.dh * a.W + j * a.dw) * a.ldc;
     const uint8_t* rows[kTaps];  // per kernel row i: row iy of the image (nullptr outside)
     for (int64_t oy = a.oy_begin; oy < a.oy_end; ++oy) {
         bool all_rows = true;
         for (int64_t i = 0; i < a.kh; ++i) {
             const int64_t iy = oy * a.sh - a.pt + i * a.dh;
-            rows[i] = iy >= 0 && iy < a.H ? a.x + iy * a.W * a.C + c0 : nullptr;
+            rows[i] = iy >= 0 && iy < a.H ? a.x + iy * a.W * a.ldc + c0 : nullptr;
             all_rows = all_rows && rows[i] != nullptr;
         }
-        const uint8_t* top = a.x + (oy * a.sh - a.pt) * a.W * a.C + c0;  // row of kernel row 0 (may lie outside)
+        const uint8_t* top = a.x + (oy * a.sh - a.pt) * a.W * a.ldc + c0;  // row of kernel row 0 (may lie outside)
         for (int64_t ox = 0; ox < a.Wo; ++ox) {
             const uint8_t* xs[kTaps];
             const bool interior = all_rows && ox >= ox_lo && ox < ox_hi;
             if (interior) {
-                const uint8_t* base = top + (ox * a.sw - a.pl) * a.C;
+                const uint8_t* base = top + (ox * a.sw - a.pl) * a.ldc;
 #pragma GCC unroll 32
                 for (int t = 0; t < kTaps; ++t) xs[t] = base + offsets[t];
             } else {
                 for (int64_t i = 0, t = 0; i < a.kh; ++i)
                     for (int64_t j = 0; j < a.kw; ++j, ++t) {
                         const int64_t ix = ox * a.sw - a.pl + j * a.dw;
-                        xs[t] = rows[i] != nullptr && ix >= 0 && ix < a.W ? rows[i] + ix * a.C : zp_row + c0;
+                        xs[t] = rows[i] != nullptr && ix >= 0 && ix < a.W ? rows[i] + ix * a.ldc : zp_row + c0;
                     }
             }
             __m512 acc[V];
@@ -504,7 +504,7 @@ SSVQ_AVX512 void dw_u8_channels(const DwU8NhwcArgs& a, int64_t c0, const uint8_t
                                             : _mm_maskz_loadu_epi8(m[v], xs[t] + 16 * v);
                     acc[v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), w[t][v], acc[v]);
                 }
-            uint8_t* yp = a.y + (oy * a.Wo + ox) * a.C + c0;
+            uint8_t* yp = a.y + (oy * a.Wo + ox) * a.ldc + c0;
 #pragma GCC unroll 4
             for (int v = 0; v < V; ++v) {
                 const __m512 y = _mm512_fmadd_ps(acc[v], _mm512_maskz_loadu_ps(m[v], a.mult + c0 + 16 * v),
@@ -549,7 +549,7 @@ SSVQ_AVX512 void dw3x3_u8(const DwU8NhwcArgs& a, const uint8_t* zp_row) {
         const __mmask16 m = lane_mask(a.C - c0);
         __m512 w[9], sum = _mm512_setzero_ps();
         for (int t = 0; t < 9; ++t) {
-            w[t] = _mm512_maskz_loadu_ps(m, a.w + t * a.C + c0);
+            w[t] = _mm512_maskz_loadu_ps(m, a.w + t * a.ldc + c0);
             sum = _mm512_add_ps(sum, w[t]);
         }
         const __m512 start = _mm512_mul_ps(sum, _mm512_set1_ps(-a.x_zero_point));
@@ -559,15 +559,15 @@ SSVQ_AVX512 void dw3x3_u8(const DwU8NhwcArgs& a, const uint8_t* zp_row) {
             bool all_rows = true;
             for (int i = 0; i < 3; ++i) {
                 const int64_t iy = oy * a.sh - a.pt + i * a.dh;
-                rows[i] = iy >= 0 && iy < a.H ? a.x + iy * a.W * a.C + c0 : nullptr;
+                rows[i] = iy >= 0 && iy < a.H ? a.x + iy * a.W * a.ldc + c0 : nullptr;
                 all_rows = all_rows && rows[i] != nullptr;
             }
-            uint8_t* yrow = a.y + oy * a.Wo * a.C + c0;
+            uint8_t* yrow = a.y + oy * a.Wo * a.ldc + c0;
             for (int64_t ox = 0; ox < a.Wo;) {
                 if (all_rows && ox >= ox_lo && ox + kR <= ox_hi) {
                     const int64_t ix = ox * kS - a.pl;
-                    const uint8_t* at[3] = {rows[0] + ix * a.C, rows[1] + ix * a.C, rows[2] + ix * a.C};
-                    dw3x3_strip<kS, kR>(at, a.C, m, w, start, mult, bias, out, yrow + ox * a.C);
+                    const uint8_t* at[3] = {rows[0] + ix * a.ldc, rows[1] + ix * a.ldc, rows[2] + ix * a.ldc};
+                    dw3x3_strip<kS, kR>(at, a.ldc, m, w, start, mult, bias, out, yrow + ox * a.ldc);
                     ox += kR;
                     continue;
                 }
@@ -575,11 +575,11 @@ SSVQ_AVX512 void dw3x3_u8(const DwU8NhwcArgs& a, const uint8_t* zp_row) {
                 for (int i = 0; i < 3; ++i)
                     for (int j = 0; j < 3; ++j) {
                         const int64_t ix = ox * kS - a.pl + j;
-                        const uint8_t* p = rows[i] != nullptr && ix >= 0 && ix < a.W ? rows[i] + ix * a.C : zp_row + c0;
+                        const uint8_t* p = rows[i] != nullptr && ix >= 0 && ix < a.W ? rows[i] + ix * a.ldc : zp_row + c0;
                         const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)));
                         acc = _mm512_fmadd_ps(x, w[i * 3 + j], acc);
                     }
-                _mm_mask_storeu_epi8(yrow + ox * a.C, m, requantize16(_mm512_fmadd_ps(acc, mult, bias), out));
+                _mm_mask_storeu_epi8(yrow + ox * a.ldc, m, requantize16(_mm512_fmadd_ps(acc, mult, bias), out));
                 ++ox;
             }
         }

@@ -10,6 +10,7 @@ namespace {
 
 constexpr int64_t kCols = 64;        // output channels per GEMM block (the AVX-512 tiler's 4 vectors)
 constexpr int64_t kRowChunk = 48;    // pixel rows per GEMM call: a float tile of 48 x 64 stays in L1
+constexpr int64_t kRowBlock = 6;     // the GEMM tilers' rows per register block: finer pixel splits are multiples
 constexpr int64_t kPixelItem = 768;  // pixel rows per work item: one weight-block decode serves all of them
 constexpr int64_t kMinItems = 8;     // fewer work items than this: decode the weight blocks once, split pixels finer
 constexpr int64_t kIm2colSlack = 16;  // bytes past the im2col rows that im2col_rows' fixed-size copies may write
@@ -182,7 +183,7 @@ void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64
     int64_t pixel_item = kPixelItem;
     if (shared) {
         const int64_t splits = (kMinItems + images * blocks - 1) / (images * blocks);
-        pixel_item = std::max(kRowChunk, ((rows_per_image + splits - 1) / splits + kRowChunk - 1) / kRowChunk * kRowChunk);
+        pixel_item = std::max(kRowBlock, ((rows_per_image + splits - 1) / splits + kRowBlock - 1) / kRowBlock * kRowBlock);
     }
     const int64_t pixel_items = (rows_per_image + pixel_item - 1) / pixel_item;
     std::vector<int8_t> decoded(shared ? size_t(blocks * block_bytes) : 0);
@@ -249,14 +250,19 @@ void ConvU8Nhwc::depthwise(const Ort::KernelContext& context, const uint8_t* x, 
             float& v = wf[size_t(t * C + c)];
             v = (v * dw_inv_[size_t(c)] + kRound) - kRound;
         }
-    const int64_t row_block = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, Wo * C));  // ~16K outputs
+    // Work items of ~16K outputs: blocks of output rows, and (small images) parts of the channels, 32 at a time.
+    const int64_t row_block = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, Wo * C));
     const int64_t blocks = (Ho + row_block - 1) / row_block;
-    parallel_for(context, size_t(N * blocks), [&](size_t item) {
-        const int64_t n = int64_t(item) / blocks, b = int64_t(item) % blocks;
-        const DwU8NhwcArgs args{x + n * H * W * C, y + n * Ho * Wo * C, wf.data(), H, W, C, Ho, Wo, geo_.kh,
-                                geo_.kw, geo_.sh, geo_.sw, geo_.pt, geo_.pl, geo_.dh, geo_.dw, b * row_block,
-                                std::min(Ho, (b + 1) * row_block), mult_.data(), bias_.data(),
-                                float(io_.x_zero_point), io_.y_zero_point, lo_, hi_};
+    const int64_t parts = std::clamp<int64_t>(kMinItems / (N * blocks), 1, (C + 31) / 32);
+    const int64_t part = ((C + parts - 1) / parts + 31) / 32 * 32;
+    parallel_for(context, size_t(N * blocks * parts), [&](size_t item) {
+        const int64_t n = int64_t(item) / (blocks * parts), b = int64_t(item) / parts % blocks;
+        const int64_t c0 = int64_t(item) % parts * part, count = std::min(part, C - c0);
+        if (count <= 0) return;
+        const DwU8NhwcArgs args{x + n * H * W * C + c0, y + n * Ho * Wo * C + c0, wf.data() + c0, H, W, count, C, Ho,
+                                Wo, geo_.kh, geo_.kw, geo_.sh, geo_.sw, geo_.pt, geo_.pl, geo_.dh, geo_.dw,
+                                b * row_block, std::min(Ho, (b + 1) * row_block), mult_.data() + c0,
+                                bias_.data() + c0, float(io_.x_zero_point), io_.y_zero_point, lo_, hi_};
         kernels_.dwconv_u8_nhwc(args);
     });
 }

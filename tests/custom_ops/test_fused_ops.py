@@ -219,6 +219,9 @@ UINT8_CASES = CONV_CASES + [
     ((18, 1, 5, 5), (1, 18, 14, 13), dict(group=18, pads=[4, 4, 4, 4], dilations=[2, 2])),  # depthwise 5x5, dilated
     ((12, 2, 3, 3), (1, 12, 8, 9), dict(group=6, pads=[1, 1, 1, 1])),  # grouped, 2 channels per group
     ((16, 1, 3, 3), (1, 8, 7, 7), dict(group=8, pads=[1, 1, 1, 1])),  # one input channel per group, M = 2 * group
+    ((200, 1, 3, 3), (2, 200, 7, 9), dict(group=200, pads=[1, 1, 1, 1])),  # depthwise, wide: channel-split items
+    ((136, 1, 3, 3), (1, 136, 20, 21), dict(group=136, pads=[1, 1, 1, 1], strides=[2, 2])),  # strips, stride 2
+    ((96, 40, 1, 1), (1, 40, 7, 7), {}),  # pointwise, few pixels: shared weight blocks, finer pixel items
 ]
 
 
