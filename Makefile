@@ -6,7 +6,7 @@ LIBRARY := build/custom_ops/libssvq_ort.so
 .PHONY: demo test build edge-check clean
 
 demo: $(STAMP) build
-	$(PY) tools/export.py --model mobilenetv2_ssvq
+	$(PY) tools/export.py --model mobilenetv2_ssvq --fused int8
 
 test: $(STAMP) build
 	$(PY) -m pytest -q

@@ -128,7 +128,9 @@ def run_export(config: ExportConfig) -> dict:
     if config.fused == "float" and not fused_err < MAX_ABS_ERR:  # int8 numerics: reported, see docs/ssvq_op.md
         raise VerificationError(f"verification failed: fused (float) vs PyTorch max abs error {fused_err:.3g} >= "
                                 f"{MAX_ABS_ERR}")
-    agreement = task.export_agreement(outputs, torch_fp32)
+    # against fp32 (what compression costs) and against the golden-decoded SSVQ model (what deployment costs)
+    agreement = {**task.export_agreement(outputs, torch_fp32),
+                 **task.export_agreement(outputs, torch_ssvq, "ssvq_torch")}
 
     feed = _feed(model_io.input_names, task.timing_input(samples))
     _step(f"timing batch 1, input {[list(v.shape) for v in feed.values()]}, {config.threads} thread(s), "

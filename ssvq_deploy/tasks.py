@@ -113,8 +113,10 @@ class Task(ABC):
         """Write the int8 baseline of ``fp32``; returns its size in bytes."""
 
     @abstractmethod
-    def export_agreement(self, outputs: dict[str, np.ndarray], fp32: np.ndarray) -> dict[str, dict[str, float]]:
-        """Report metric -> build -> agreement of each build's outputs with the fp32 PyTorch outputs."""
+    def export_agreement(self, outputs: dict[str, np.ndarray], reference: np.ndarray,
+                         against: str = "fp32") -> dict[str, dict[str, float]]:
+        """Report metric (named ``..._vs_<against>``) -> build -> agreement of each build's outputs with the PyTorch
+        ``reference`` outputs."""
 
     def per_sample(self, samples: Samples) -> list[tuple[torch.Tensor, ...]]:
         return [self.sample(samples, i) for i in range(len(samples))]
@@ -164,9 +166,10 @@ class ImageClassification(Task):
     def int8(self, fp32, calibration, path):
         return int8_qdq(fp32, calibration.inputs[0].numpy(), path)
 
-    def export_agreement(self, outputs, fp32):
-        top1 = fp32.argmax(1)
-        return {"top1_agreement_vs_fp32": {name: float((o.argmax(1) == top1).mean()) for name, o in outputs.items()}}
+    def export_agreement(self, outputs, reference, against="fp32"):
+        top1 = reference.argmax(1)
+        return {f"top1_agreement_vs_{against}": {name: float((o.argmax(1) == top1).mean())
+                                                 for name, o in outputs.items()}}
 
 
 class SentenceEmbedding(Task):
@@ -230,11 +233,11 @@ class SentenceEmbedding(Task):
         # per-channel: per-tensor weights lose much more (held-out cosine 0.963 vs 0.994 per-channel)
         return int8_dynamic(fp32, path, op_types=("MatMul",), per_channel=True)
 
-    def export_agreement(self, outputs, fp32):
-        reference = torch.from_numpy(fp32)
+    def export_agreement(self, outputs, reference, against="fp32"):
+        reference = torch.from_numpy(reference)
         scores = {name: embedding_agreement(reference, torch.from_numpy(o)) for name, o in outputs.items()}
-        return {"cosine_vs_fp32": {name: s["cosine"] for name, s in scores.items()},
-                "nn_agreement_vs_fp32": {name: s["nn_top1"] for name, s in scores.items()}}
+        return {f"cosine_vs_{against}": {name: s["cosine"] for name, s in scores.items()},
+                f"nn_agreement_vs_{against}": {name: s["nn_top1"] for name, s in scores.items()}}
 
 
 TASKS: dict[str, type[Task]] = {"image_classification": ImageClassification, "sentence_embedding": SentenceEmbedding}

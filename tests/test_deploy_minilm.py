@@ -44,7 +44,8 @@ def test_report_verifies_against_torch_and_reports_embedding_agreement(exported)
     assert report["fused"]["fused_layers"] == 36 and report["fused"]["unfused"] == {}
     assert 21.0 < report["compression_ratio"] < 21.5  # 36 layers, 10,616,832 weights at 1.5 bits + codebooks
     assert set(report["latency_ms"]) == BUILDS and report["timing_input"]["input_ids"] == [1, 128]
-    assert report["agreement_metrics"] == ["cosine_vs_fp32", "nn_agreement_vs_fp32"]
+    assert report["agreement_metrics"] == ["cosine_vs_fp32", "nn_agreement_vs_fp32", "cosine_vs_ssvq_torch",
+                                           "nn_agreement_vs_ssvq_torch"]
     cos, nn = report["cosine_vs_fp32_by_build"], report["nn_agreement_vs_fp32_by_build"]
     assert set(cos) == set(nn) == BUILDS and "top1_agreement_vs_fp32" not in report
     assert cos["fp32"] == pytest.approx(1.0) and nn["fp32"] == 1.0

@@ -75,7 +75,7 @@ ConvU8Nhwc::ConvU8Nhwc(const FusedKernelSet& kernels, const PreparedWeight& w, c
     Kpad_ = (K_ + 3) / 4 * 4;
     mult_.resize(size_t(geo_.M));
     bias_.resize(size_t(geo_.M));
-    if (path_ != kDepthwise) comp_.resize(size_t(geo_.M));
+    for (int64_t o = 0; o < geo_.M; ++o) bias_[size_t(o)] = w_.bias[size_t(o)] / io_.y_scale;
     if (path_ == kDepthwise) {  // per-channel int8 weights (docs/ssvq_op.md): scale 127 / max |w| of the channel
         std::vector<float> wf(size_t(geo_.M * taps));
         kernels_.decode_f32(w_.packed, 0, geo_.M * taps, wf.data());
@@ -87,11 +87,12 @@ ConvU8Nhwc::ConvU8Nhwc(const FusedKernelSet& kernels, const PreparedWeight& w, c
             dw_inv_[size_t(o)] = q.inv_scale;
             mult_[size_t(o)] = io_.x_scale * (q.scale * w_.scale[size_t(o)]) / io_.y_scale;
         }
-    }
-    for (int64_t o = 0; o < geo_.M; ++o) {
-        if (path_ != kDepthwise) mult_[size_t(o)] = io_.x_scale * w_.w_scale[size_t(o)] / io_.y_scale;
-        bias_[size_t(o)] = w_.bias[size_t(o)] / io_.y_scale;
-        if (path_ != kDepthwise) comp_[size_t(o)] = io_.x_zero_point * w_.row_sums[size_t(o)];
+    } else {  // the per-layer int8 codebook; the zero point's share of each output taken out of the accumulator
+        comp_.resize(size_t(geo_.M));
+        for (int64_t o = 0; o < geo_.M; ++o) {
+            mult_[size_t(o)] = io_.x_scale * w_.w_scale[size_t(o)] / io_.y_scale;
+            comp_[size_t(o)] = io_.x_zero_point * w_.row_sums[size_t(o)];
+        }
     }
     if (w_.activation != Activation::kNone) lo_ = io_.y_zero_point;
     if (w_.activation == Activation::kRelu6)
@@ -243,7 +244,8 @@ void ConvU8Nhwc::depthwise(const Ort::KernelContext& context, const uint8_t* x, 
     for (int64_t c = 0; c < C; ++c)
         for (int64_t t = 0; t < taps; ++t) wf[size_t(t * C + c)] = decoded[size_t(c * taps + t)];
     // round half to even of |w * inv| <= 127 by adding and subtracting 1.5 * 2^23 (plain float arithmetic, which
-    // the compiler vectorises, unlike a std::nearbyint call per weight on the baseline target)
+    // the compiler vectorises, unlike a std::nearbyint call per weight on the baseline target; CMakeLists.txt keeps
+    // the product and the add apart with -ffp-contract=off)
     constexpr float kRound = 12582912.f;
     for (int64_t t = 0; t < taps; ++t)
         for (int64_t c = 0; c < C; ++c) {
