@@ -222,16 +222,12 @@ SSVQ_AVX512 void transpose_quads_avx512(const int8_t* w, int64_t ldw, int64_t ro
 
 // ---- conv tiles: rows of weights x 16-pixel vectors -----------------------------------------------------------------
 
-// The register-blocked dot products, a leaf function of plain scalars: sums[r][v][16] = sum over kq of dpbusd(vec[kq][v], bcast[r][kq]), where
+// The register-blocked dot products: acc[r][v] += sum over kq of dpbusd(vec[kq][v], bcast[r][kq]), where
 // kBcastSigned: vec is uint8 (activations), bcast int8 (weights); else vec is int8 (weights), bcast uint8.
 template <int R, int V, bool kBcastSigned>
-SSVQ_AVX512 __attribute__((noinline)) void dot_u8s8(const uint8_t* vec, int64_t vec_stride, const uint8_t* bcast,
-                                                   int64_t bcast_stride, int64_t Kq, int32_t* sums) {
-    __m512i acc[R][V];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 8
-        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_si512();
+SSVQ_AVX512 __attribute__((always_inline)) inline void accumulate_u8s8(const uint8_t* vec, int64_t vec_stride,
+                                                                      const uint8_t* bcast, int64_t bcast_stride,
+                                                                      int64_t Kq, __m512i (&acc)[R][V]) {
     for (int64_t kq = 0; kq < Kq; ++kq, vec += vec_stride) {
         __m512i x[V];
 #pragma GCC unroll 8
@@ -250,6 +246,18 @@ SSVQ_AVX512 __attribute__((noinline)) void dot_u8s8(const uint8_t* vec, int64_t 
             }
         }
     }
+}
+
+// accumulate_u8s8 from zero in a leaf function of plain scalars, the sums stored to sums[r][v][16].
+template <int R, int V, bool kBcastSigned>
+SSVQ_AVX512 __attribute__((noinline)) void dot_u8s8(const uint8_t* vec, int64_t vec_stride, const uint8_t* bcast,
+                                                   int64_t bcast_stride, int64_t Kq, int32_t* sums) {
+    __m512i acc[R][V];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_si512();
+    accumulate_u8s8<R, V, kBcastSigned>(vec, vec_stride, bcast, bcast_stride, Kq, acc);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
@@ -665,21 +673,8 @@ SSVQ_AVX512 __attribute__((noinline)) void gemm_u8q_block(const GemmU8TileArgs& 
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) acc[r][v] = start;
     }
-    const int8_t* wt = a.wt + n0 * 4;
-    const uint8_t* xu = a.xu + m0 * a.ldx;
-    for (int64_t kq = 0; kq < a.Kq; ++kq, wt += a.ldn * 4) {
-        __m512i w[V];
-#pragma GCC unroll 8
-        for (int v = 0; v < V; ++v) w[v] = _mm512_loadu_si512(wt + 64 * v);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-            int32_t q;
-            std::memcpy(&q, xu + r * a.ldx + 4 * kq, 4);
-            const __m512i b = _mm512_set1_epi32(q);
-#pragma GCC unroll 8
-            for (int v = 0; v < V; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], b, w[v]);
-        }
-    }
+    accumulate_u8s8<R, V, false>(reinterpret_cast<const uint8_t*>(a.wt + n0 * 4), a.ldn * 4, a.xu + m0 * a.ldx, a.ldx,
+                                 a.Kq, acc);
     const U8Out o = u8_out(a.y_zero_point, a.y_lo, a.y_hi);
 #pragma GCC unroll 8
     for (int v = 0; v < V; ++v) {
