@@ -199,9 +199,15 @@ std::unique_ptr<PreparedWeight> prepare_weight(const OrtKernelInfo* raw, const F
                       indices.numel + (has_signs ? signs.numel : 0);
     w->extra_bytes = int64_t(sizeof(float)) * (kd + 2 * w->rows);
 
+    float codebook_scale = 0.f;
+    const bool has_codebook_scale = try_attribute(raw, "codebook_scale", &codebook_scale);
+    if (has_codebook_scale && (w->numerics != Numerics::kInt8 || !(codebook_scale > 0.f) || !std::isfinite(codebook_scale)))
+        throw OpError{"expected codebook_scale > 0 and finite, with numerics \"int8\", got " +
+                      std::to_string(codebook_scale) + (w->numerics == Numerics::kInt8 ? "" : " with float numerics")};
     if (w->numerics == Numerics::kInt8) {
-        // Per-layer symmetric codebook quantization: q = round(c * 127 / max|c|), exact int8 weights +-q.
-        const S8Quant cq = s8_quant_params(amax);
+        // Per-layer symmetric codebook quantization: q = clamp(round(c / s), -127, 127), exact int8 weights +-q; s is
+        // the codebook_scale attribute (the exporter picks it by weighted error) or max|c| / 127.
+        const S8Quant cq = has_codebook_scale ? S8Quant{codebook_scale, 1.f / codebook_scale} : s8_quant_params(amax);
         w->codebook_scale = cq.scale;
         w->codebook_q.resize(size_t(kd));
         for (int64_t i = 0; i < kd; ++i) {

@@ -18,9 +18,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..format import FORMAT_VERSION, PackedLayer
+from ..format import FORMAT_VERSION, PackedLayer, index_bits, unpack_bits
 from .decode_node import DOMAIN, DOMAIN_VERSION, ONNX_OPSET, OP_TYPE
-from .fused_schema import ACTIVATIONS, CONV_OP, FLOAT_NCHW, GEMM_OP, NUMERICS, UINT8_NHWC, register_fused_schemas
+from .fused_schema import (ACTIVATIONS, CONV_OP, FLOAT_NCHW, GEMM_OP, NUMERICS, UINT8_NHWC, mse_codebook_scale,
+                           register_fused_schemas)
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +57,23 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
 
 def fused_node(op: str, x: str, y: str, prefix: str, packed_inputs: list[str], layer_attrs: dict, *,
                scale: str = "", bias: str = "", activation: str = "none", numerics: str = "float",
-               conv_attrs: dict | None = None) -> onnx.NodeProto:
-    """One SSVQConv / SSVQGemm node; ``packed_inputs`` = [codebook, indices, signs or ""]."""
+               conv_attrs: dict | None = None, codebook_scale: float | None = None) -> onnx.NodeProto:
+    """One SSVQConv / SSVQGemm node; ``packed_inputs`` = [codebook, indices, signs or ""]; ``codebook_scale`` (int8
+    numerics) the int8 codewords' scale, None for the op's default max|c| / 127."""
     if activation not in ACTIVATIONS or numerics not in NUMERICS:
         raise ValueError(f"activation {activation!r} / numerics {numerics!r}")
     inputs = [x, *packed_inputs[:2], packed_inputs[2] if len(packed_inputs) > 2 else "", scale, bias]
     while inputs and inputs[-1] == "":
         inputs.pop()
+    extra = {} if codebook_scale is None else {"codebook_scale": float(codebook_scale)}
     return helper.make_node(op, inputs, [y], name=f"{prefix}.{'conv' if op == CONV_OP else 'gemm'}", domain=DOMAIN,
-                            **layer_attrs, activation=activation, numerics=numerics, **(conv_attrs or {}))
+                            **layer_attrs, activation=activation, numerics=numerics, **(conv_attrs or {}), **extra)
 
 
 def single_fused_model(op: str, layer: PackedLayer, x_shape: list, *, scale=None, bias=None, activation="none",
                        numerics="float", conv_attrs: dict | None = None, codebook_dtype=np.float16,
                        io: str = FLOAT_NCHW, x_scale=None, x_zero_point=None, y_scale=None,
-                       y_zero_point=None) -> onnx.ModelProto:
+                       y_zero_point=None, codebook_scale=None) -> onnx.ModelProto:
     """A model of one fused node over ``layer`` (constant initializers); input ``X`` of ``x_shape``, output ``Y``.
     ``io="uint8_nhwc"`` (SSVQConv): X and Y uint8 NHWC, the quantization arguments become node attributes."""
     inits = [numpy_helper.from_array(layer.codebook.astype(codebook_dtype), "w.codebook"),
@@ -91,7 +94,8 @@ def single_fused_model(op: str, layer: PackedLayer, x_shape: list, *, scale=None
                       "y_scale": float(y_scale), "y_zero_point": int(y_zero_point)}
     node = fused_node(op, "X", "Y", "w", packed, {"k": layer.k, "d": layer.d, "shape": list(layer.shape),
                                                   "format_version": FORMAT_VERSION},
-                      activation=activation, numerics=numerics, conv_attrs=conv_attrs, **names)
+                      activation=activation, numerics=numerics, conv_attrs=conv_attrs,
+                      codebook_scale=codebook_scale, **names)
     graph = helper.make_graph([node], "ssvq_fused", [helper.make_tensor_value_info("X", elem, x_shape)],
                               [helper.make_tensor_value_info("Y", elem, None)], initializer=inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
@@ -140,6 +144,14 @@ def _activation_after(g: _Graph, tensor: str) -> tuple[str, onnx.NodeProto | Non
         if lo is not None and hi is not None and float(lo) == 0.0 and float(hi) == 6.0:
             return "relu6", node
     return "none", None
+
+
+def _int8_codebook_scale(g: _Graph, packed: list[str], layer_attrs: dict) -> float:
+    """The int8 codewords' scale of least usage-weighted error (fused_schema.mse_codebook_scale) of a packed weight."""
+    k, d = int(layer_attrs["k"]), int(layer_attrs["d"])
+    n_vec = int(np.prod(layer_attrs["shape"])) // d
+    codes = unpack_bits(g.array(packed[1]), n_vec, index_bits(k))
+    return float(mse_codebook_scale(g.array(packed[0]), np.bincount(codes, minlength=k)))
 
 
 def fuse(model: onnx.ModelProto, config: FusedConfig = FusedConfig()) -> FusionResult:
@@ -229,7 +241,8 @@ def fuse(model: onnx.ModelProto, config: FusedConfig = FusedConfig()) -> FusionR
                 new_inits.append(tensor)
                 names[key] = tensor.name
         node = fused_node(op, x, out, prefix, packed, layer_attrs, activation=activation, numerics=numerics,
-                          conv_attrs=conv_attrs, **names)
+                          conv_attrs=conv_attrs, codebook_scale=_int8_codebook_scale(g, packed, layer_attrs)
+                          if numerics == "int8" else None, **names)
         drop.update(id(n) for n in replaced)
         placement[id(replaced[-1])] = node
         result.fused[prefix] = node.name

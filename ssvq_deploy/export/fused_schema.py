@@ -105,6 +105,8 @@ def _schema(op: str, doc: str, extra_attributes: list, infer, io_type: str = "te
                     attr("layout", helper.make_attribute("layout", "flat"), "packed layout"),
                     attr("numerics", helper.make_attribute("numerics", "float"), "float | int8"),
                     attr("activation", helper.make_attribute("activation", "none"), "none | relu | relu6"),
+                    attr("codebook_scale", OpSchema.AttrType.FLOAT, "int8 numerics: codeword scale (default "
+                         "max|c| / 127)", required=False),
                     *extra_attributes])
     schema.set_type_and_shape_inference_function(infer)
     return schema
@@ -135,14 +137,37 @@ def _f32(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def quantize_codebook(codebook: np.ndarray) -> tuple[np.ndarray, np.float32]:
-    """int8 numerics: q = round_half_even(c * (127 / max|c|)) in float32 arithmetic, and the scale max|c| / 127."""
+def quantize_codebook(codebook: np.ndarray, scale=None) -> tuple[np.ndarray, np.float32]:
+    """int8 numerics: q = clamp(round_half_even(c * inv), -127, 127) in float32 arithmetic and the codeword scale:
+    by default inv = 127 / max|c| and scale max|c| / 127; with a ``codebook_scale`` s, inv = 1 / s."""
     c = _f32(codebook)
+    if scale is not None:
+        s = np.float32(scale)
+        return np.clip(np.rint(c * (np.float32(1) / s)), -127, 127).astype(np.int8), s
     amax = np.float32(np.abs(c).max())
     if not amax > 0:
         return np.zeros(c.shape, np.int8), np.float32(1)
     inv = np.float32(127) / amax
     return np.clip(np.rint(c * inv), -127, 127).astype(np.int8), np.float32(amax / np.float32(127))
+
+
+def mse_codebook_scale(codebook: np.ndarray, counts: np.ndarray) -> np.float32:
+    """The ``codebook_scale`` whose int8 codewords are closest to the float ones, in squared error weighted by how
+    many sub-vectors use each codeword (``counts`` [k]), over clipping ratios 0.30 .. 1.00 of max|c| / 127 (1.00:
+    the default scale). A few large codewords otherwise leave the many small ones with few levels."""
+    c = _f32(codebook).astype(np.float64)
+    amax = float(np.abs(c).max())
+    if not amax > 0:
+        return np.float32(1)
+    weight = np.asarray(counts, np.float64)[:, None]
+    best, best_err = np.float32(amax / 127), np.inf
+    for ratio in np.linspace(0.3, 1.0, 71)[::-1]:
+        s = np.float32(amax * ratio / 127)
+        q, _ = quantize_codebook(c, s)
+        err = float((weight * (q.astype(np.float64) * float(s) - c) ** 2).sum())
+        if err < best_err:
+            best, best_err = s, err
+    return best
 
 
 def u8_params(lo: float, hi: float) -> tuple[np.float32, np.float32, int]:
@@ -183,11 +208,11 @@ def _epilogue(acc: np.ndarray, mult: np.ndarray, bias: np.ndarray, activation: s
     return y.astype(np.float32)
 
 
-def _weights(name, shape, k, d, codebook, indices, signs, numerics):
+def _weights(name, shape, k, d, codebook, indices, signs, numerics, codebook_scale=None):
     """(weight, codebook scale): float32 golden decode, or the exact int8 weights +-q as float64."""
     if numerics == "float":
         return decode_parts(name, shape, k, d, _f32(codebook), indices, signs), None
-    q, cscale = quantize_codebook(codebook)
+    q, cscale = quantize_codebook(codebook, codebook_scale)
     return decode_parts(name, shape, k, d, q.astype(np.float32), indices, signs).astype(np.float64), cscale
 
 
@@ -204,7 +229,7 @@ def per_channel_s8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def conv_reference(x, codebook, indices, signs=None, scale=None, bias=None, *, k, d, shape, strides=(1, 1),
                    pads=(0, 0, 0, 0), dilations=(1, 1), group=1, activation="none", numerics="float",
                    io=FLOAT_NCHW, x_scale=None, x_zero_point=None, y_scale=None, y_zero_point=None,
-                   name="SSVQConv"):
+                   codebook_scale=None, name="SSVQConv"):
     """SSVQConv by the golden decoder and onnx.reference's Conv; int8 numerics emulated exactly (up to the
     one-ulp fma note in _epilogue). io ``uint8_nhwc``: X and Y uint8 NHWC with the given static scales / zero points
     (requires int8 numerics)."""
@@ -216,7 +241,7 @@ def conv_reference(x, codebook, indices, signs=None, scale=None, bias=None, *, k
     m = shape[0]
     scale = np.ones(m, np.float32) if scale is None else _f32(scale)
     bias = np.zeros(m, np.float32) if bias is None else _f32(bias)
-    w, cscale = _weights(name, shape, k, d, codebook, indices, signs, numerics)
+    w, cscale = _weights(name, shape, k, d, codebook, indices, signs, numerics, codebook_scale)
     conv = lambda a, b: _conv_implementation(a, b, None, "NOTSET", list(dilations), group, list(shape[2:]),
                                              list(pads), list(strides))
 
@@ -257,12 +282,12 @@ def _activation_only(y: np.ndarray, activation: str) -> np.ndarray:
 
 
 def gemm_reference(x, codebook, indices, signs=None, scale=None, bias=None, *, k, d, shape, activation="none",
-                   numerics="float", name="SSVQGemm"):
+                   numerics="float", codebook_scale=None, name="SSVQGemm"):
     """SSVQGemm: Y = act((X @ W^T) * scale + bias) for X [..., K], W [N, K]; int8 numerics emulated exactly."""
     n = shape[0]
     scale = np.ones(n, np.float32) if scale is None else _f32(scale)
     bias = np.zeros(n, np.float32) if bias is None else _f32(bias)
-    w, cscale = _weights(name, shape, k, d, codebook, indices, signs, numerics)
+    w, cscale = _weights(name, shape, k, d, codebook, indices, signs, numerics, codebook_scale)
     x = _f32(x)
     rows = x.reshape(-1, shape[1])
     if numerics == "float":
@@ -285,12 +310,12 @@ class SSVQConvReference(OpRun):
     def _run(self, x, codebook, indices, signs=None, scale=None, bias=None, k=None, d=None, shape=None,
              format_version=FORMAT_VERSION, layout="flat", numerics="float", activation="none", strides=None,
              pads=None, dilations=None, group=1, io=FLOAT_NCHW, x_scale=None, x_zero_point=None, y_scale=None,
-             y_zero_point=None):
+             y_zero_point=None, codebook_scale=None):
         return (conv_reference(x, codebook, indices, signs, scale, bias, k=k, d=d, shape=list(shape),
                                strides=strides or (1, 1), pads=pads or (0, 0, 0, 0), dilations=dilations or (1, 1),
                                group=group, activation=activation, numerics=numerics, io=io, x_scale=x_scale,
                                x_zero_point=x_zero_point, y_scale=y_scale, y_zero_point=y_zero_point,
-                               name=self.onnx_node.name),)
+                               codebook_scale=codebook_scale, name=self.onnx_node.name),)
 
 
 class SSVQGemmReference(OpRun):
@@ -299,9 +324,10 @@ class SSVQGemmReference(OpRun):
     op_domain = DOMAIN
 
     def _run(self, x, codebook, indices, signs=None, scale=None, bias=None, k=None, d=None, shape=None,
-             format_version=FORMAT_VERSION, layout="flat", numerics="float", activation="none"):
+             format_version=FORMAT_VERSION, layout="flat", numerics="float", activation="none", codebook_scale=None):
         return (gemm_reference(x, codebook, indices, signs, scale, bias, k=k, d=d, shape=list(shape),
-                               activation=activation, numerics=numerics, name=self.onnx_node.name),)
+                               activation=activation, numerics=numerics, codebook_scale=codebook_scale,
+                               name=self.onnx_node.name),)
 
 
 SSVQConvReference.__name__ = CONV_OP

@@ -20,7 +20,8 @@ from onnx.reference import ReferenceEvaluator
 
 from ssvq_deploy.export.fused import single_fused_model
 from ssvq_deploy.export.fused_schema import (ACTIVATIONS, UINT8_NHWC, SSVQConvReference, conv_reference,
-                                             gemm_reference, quantize_codebook, register_fused_schemas, u8_params)
+                                             gemm_reference, mse_codebook_scale, quantize_codebook,
+                                             register_fused_schemas, u8_params)
 from ssvq_deploy.format import PackedLayer, decode_parts
 from ssvq_deploy.runtime import LibraryNotFoundError, library_path
 
@@ -193,6 +194,44 @@ def test_bad_attributes_rejected_with_node_name(edit, message):
     edit(model)
     with pytest.raises(Exception, match=r"\[SSVQConv\] node w\.conv: " + message.replace("(", r"\(")):
         session(model)
+
+
+@pytest.mark.parametrize("op", ["SSVQConv", "SSVQGemm"])
+def test_int8_codebook_scale_attribute(op):
+    """An explicit codebook_scale (here clipping the largest codewords) gives the reference's int8 weights in every
+    kernel set, and other outputs than the default max|c| / 127."""
+    rng = np.random.default_rng(21)
+    shape, x_shape = ((24, 16, 1, 1), [1, 16, 5, 6]) if op == "SSVQConv" else ((40, 64), [3, 64])
+    layer = random_layer(rng, shape, 16, 8, ssvq=True)
+    _, default = quantize_codebook(layer.codebook)
+    codebook_scale = float(default * np.float32(0.6))
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    reference = conv_reference if op == "SSVQConv" else gemm_reference
+    want = reference(x, layer.codebook, layer.indices, layer.signs, k=layer.k, d=layer.d, shape=list(shape),
+                     numerics="int8", codebook_scale=codebook_scale)
+    plain = reference(x, layer.codebook, layer.indices, layer.signs, k=layer.k, d=layer.d, shape=list(shape),
+                      numerics="int8")
+    assert not np.array_equal(want, plain)
+    model = single_fused_model(op, layer, x_shape, numerics="int8", codebook_scale=codebook_scale)
+    for kernels in KERNEL_SETS:
+        if kernels == "auto" or supported(kernels):
+            assert_close(session(model, kernels).run(None, {"X": x})[0], want, "int8", 0)
+    for bad, numerics in ((0.0, "int8"), (codebook_scale, "float")):
+        with pytest.raises(Exception, match=r"node w\.(conv|gemm): expected codebook_scale > 0 and finite"):
+            session(single_fused_model(op, layer, x_shape, numerics=numerics, codebook_scale=bad))
+
+
+def test_mse_codebook_scale_never_worse_than_the_default():
+    """A codebook with one large codeword: the usage-weighted error of the chosen scale is below max|c| / 127's."""
+    rng = np.random.default_rng(22)
+    codebook = np.abs(rng.standard_normal((16, 8))).astype(np.float32) * 0.05
+    codebook[3] *= 10
+    counts = rng.integers(50, 100, 16)
+    counts[3] = 1
+    err = lambda s: float((counts[:, None] * (quantize_codebook(codebook, s)[0] * float(s) - codebook) ** 2).sum())
+    chosen, default = mse_codebook_scale(codebook, counts), quantize_codebook(codebook)[1]
+    assert chosen < default and err(chosen) < 0.85 * err(default)  # measured: 0.92x the scale, 0.79x the error
+    assert mse_codebook_scale(codebook, np.ones(16)) <= default
 
 
 def test_wrong_input_channels_rejected_at_run():

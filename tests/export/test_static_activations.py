@@ -205,9 +205,9 @@ def test_graph_without_ssvqconv_is_unchanged():
 def test_mobilenetv2_against_int8_qdq(tmp_path):
     """MobileNetV2 (packaged weights, the recipe's SSVQ k-means) on the 21 bundled photos, calibrated on them as the
     int8 QDQ baseline is. Measured: top-1 agreement of the static uint8 model with the golden-decoded SSVQ model
-    18/21 (relative logit error 0.045), of the QDQ model with fp32 18/21; the per-image dynamic model with per-layer
-    int8 depthwise weights gets 16/21 (0.061): io uint8_nhwc quantizes depthwise weights per channel. Bounds: the QDQ
-    agreement less two photos (one of slack), and static activations no noisier than the dynamic model (10% slack)."""
+    19/21 (relative logit error 0.050), of the QDQ model with fp32 18/21; the per-image dynamic model with per-layer
+    int8 depthwise weights gets 18/21 (0.048). Bounds: the QDQ agreement less two photos (one of slack), and static
+    activations about as noisy as per-image dynamic ones (15% slack: the two differ in depthwise weights too)."""
     _library()
     from ssvq_deploy.data import photo_batch
     from ssvq_deploy.export.int8 import int8_qdq
@@ -237,4 +237,4 @@ def test_mobilenetv2_against_int8_qdq(tmp_path):
     assert static_top1 >= qdq_top1 - 2 / len(x) - 1e-9, (static_top1, qdq_top1)
     rel = lambda y: np.linalg.norm(y - golden) / np.linalg.norm(golden)
     static_err, dynamic_err = rel(static_y), rel(_run(dynamic, feeds))
-    assert static_err <= 1.1 * dynamic_err, (static_err, dynamic_err)
+    assert static_err <= 1.15 * dynamic_err, (static_err, dynamic_err)
