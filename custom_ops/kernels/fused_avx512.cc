@@ -474,7 +474,8 @@ SSVQ_AVX512 void dw_u8_channels(const DwU8NhwcArgs& a, int64_t c0, const uint8_t
     // Output columns [ox_lo, ox_hi) read only columns inside the image: fixed tap offsets from one base pointer.
     const int64_t span_w = (a.kw - 1) * a.dw;
     const int64_t ox_lo = std::min(a.Wo, (a.pl + a.sw - 1) / a.sw);
-    const int64_t ox_hi = std::max(ox_lo, std::min(a.Wo, a.W - 1 - span_w + a.pl >= 0 ? (a.W - 1 - span_w + a.pl) / a.sw + 1 : 0));
+    const int64_t last_ix0 = a.W - 1 - span_w + a.pl;  // a column's first tap starts at most here (+ pl)
+    const int64_t ox_hi = std::max(ox_lo, std::min(a.Wo, last_ix0 >= 0 ? last_ix0 / a.sw + 1 : 0));
     int64_t offsets[kTaps];
     for (int64_t i = 0, t = 0; i < a.kh; ++i)
         for (int64_t j = 0; j < a.kw; ++j, ++t) offsets[t] = (i * a.dh * a.W + j * a.dw) * a.ldc;
@@ -544,7 +545,8 @@ SSVQ_AVX512 inline void dw3x3_strip(const uint8_t* const* rows, int64_t C, __mma
             }
         }
 #pragma GCC unroll 8
-    for (int r = 0; r < kR; ++r) _mm_mask_storeu_epi8(y + r * C, m, requantize16(_mm512_fmadd_ps(acc[r], mult, bias), out));
+    for (int r = 0; r < kR; ++r)
+        _mm_mask_storeu_epi8(y + r * C, m, requantize16(_mm512_fmadd_ps(acc[r], mult, bias), out));
 }
 
 template <int kS>
@@ -583,7 +585,8 @@ SSVQ_AVX512 void dw3x3_u8(const DwU8NhwcArgs& a, const uint8_t* zp_row) {
                 for (int i = 0; i < 3; ++i)
                     for (int j = 0; j < 3; ++j) {
                         const int64_t ix = ox * kS - a.pl + j;
-                        const uint8_t* p = rows[i] != nullptr && ix >= 0 && ix < a.W ? rows[i] + ix * a.ldc : zp_row + c0;
+                        const bool inside = rows[i] != nullptr && ix >= 0 && ix < a.W;
+                        const uint8_t* p = inside ? rows[i] + ix * a.ldc : zp_row + c0;
                         const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p)));
                         acc = _mm512_fmadd_ps(x, w[i * 3 + j], acc);
                     }
@@ -669,7 +672,8 @@ SSVQ_AVX512 __attribute__((noinline)) void gemm_u8q_block(const GemmU8TileArgs& 
 #pragma GCC unroll 8
     for (int v = 0; v < V; ++v) {
         m[v] = lane_mask(a.N - n0 - 16 * v);
-        const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_maskz_loadu_epi32(m[v], a.comp + n0 + 16 * v));
+        const __m512i comp = _mm512_maskz_loadu_epi32(m[v], a.comp + n0 + 16 * v);
+        const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), comp);
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) acc[r][v] = start;
     }
@@ -702,7 +706,8 @@ SSVQ_AVX512 void gemm_u8_block(const GemmU8TileArgs& a, int64_t m0, int64_t n0) 
         for (int r = 0; r < R; ++r) {
             const __m512 mult = _mm512_mul_ps(_mm512_set1_ps(a.x_scale[m0 + r]), ws);
             const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(sums[r][v]), comp));
-            _mm512_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n, m, activate(_mm512_fmadd_ps(f, mult, bias), a.activation));
+            _mm512_mask_storeu_ps(a.y + (m0 + r) * a.ldy + n, m,
+                                  activate(_mm512_fmadd_ps(f, mult, bias), a.activation));
         }
     }
 }

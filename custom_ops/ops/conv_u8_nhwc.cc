@@ -184,7 +184,8 @@ void ConvU8Nhwc::gemm(const Ort::KernelContext& context, const uint8_t* x, int64
     int64_t pixel_item = kPixelItem;
     if (shared) {
         const int64_t splits = (kMinItems + images * blocks - 1) / (images * blocks);
-        pixel_item = std::max(kRowBlock, ((rows_per_image + splits - 1) / splits + kRowBlock - 1) / kRowBlock * kRowBlock);
+        const int64_t share = (rows_per_image + splits - 1) / splits;
+        pixel_item = std::max(kRowBlock, (share + kRowBlock - 1) / kRowBlock * kRowBlock);
     }
     const int64_t pixel_items = (rows_per_image + pixel_item - 1) / pixel_item;
     std::vector<int8_t> decoded(shared ? size_t(blocks * block_bytes) : 0);

@@ -201,7 +201,8 @@ std::unique_ptr<PreparedWeight> prepare_weight(const OrtKernelInfo* raw, const F
 
     float codebook_scale = 0.f;
     const bool has_codebook_scale = try_attribute(raw, "codebook_scale", &codebook_scale);
-    if (has_codebook_scale && (w->numerics != Numerics::kInt8 || !(codebook_scale > 0.f) || !std::isfinite(codebook_scale)))
+    if (has_codebook_scale &&
+        (w->numerics != Numerics::kInt8 || !(codebook_scale > 0.f) || !std::isfinite(codebook_scale)))
         throw OpError{"expected codebook_scale > 0 and finite, with numerics \"int8\", got " +
                       std::to_string(codebook_scale) + (w->numerics == Numerics::kInt8 ? "" : " with float numerics")};
     if (w->numerics == Numerics::kInt8) {
