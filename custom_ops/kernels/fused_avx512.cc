@@ -190,16 +190,20 @@ SSVQ_AVX512 void quantize_row_s8_avx512(const float* x, int64_t K, int64_t Kpad,
     }
 }
 
-// 16 rows x 16 quads (16 x 64 bytes) -> 16 quads x 16 rows: a 16x16 transpose of dwords.
+// 16 rows x 16 quads (16 x 64 bytes) -> 16 quads x 16 rows: a 16x16 transpose of dwords, for every block of the
+// (ldn rounded) output. Partial blocks load zeros past `rows` / `Kq` (masked loads) and store only quads < Kq: the
+// columns up to ldn come out zero without a separate pass.
 SSVQ_AVX512 void transpose_quads_avx512(const int8_t* w, int64_t ldw, int64_t rows, int64_t Kq, int8_t* wt,
                                         int64_t ldn) {
-    const int64_t rows16 = rows / 16 * 16, kq16 = Kq / 16 * 16;
     const __m512i idx_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     const __m512i idx_hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-    for (int64_t n0 = 0; n0 < rows16; n0 += 16) {
-        for (int64_t kq0 = 0; kq0 < kq16; kq0 += 16) {
+    for (int64_t n0 = 0; n0 < ldn; n0 += 16) {
+        for (int64_t kq0 = 0; kq0 < Kq; kq0 += 16) {
+            const __mmask16 quads = lane_mask(Kq - kq0);
             __m512i r[16], s[16];
-            for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(w + (n0 + i) * ldw + 4 * kq0);
+            for (int i = 0; i < 16; ++i)
+                r[i] = n0 + i < rows ? _mm512_maskz_loadu_epi32(quads, w + (n0 + i) * ldw + 4 * kq0)
+                                     : _mm512_setzero_si512();
             // Four rounds of interleaving pairs (i, i + 8) transpose a 16x16 matrix of dwords.
             for (int round = 0; round < 4; ++round) {
                 for (int i = 0; i < 8; ++i) {
@@ -208,15 +212,8 @@ SSVQ_AVX512 void transpose_quads_avx512(const int8_t* w, int64_t ldw, int64_t ro
                 }
                 for (int i = 0; i < 16; ++i) r[i] = s[i];
             }
-            for (int i = 0; i < 16; ++i) _mm512_storeu_si512(wt + ((kq0 + i) * ldn + n0) * 4, r[i]);
+            for (int i = 0; i < 16 && kq0 + i < Kq; ++i) _mm512_storeu_si512(wt + ((kq0 + i) * ldn + n0) * 4, r[i]);
         }
-    }
-    // Remainders (and the zero columns up to ldn) by the scalar loop.
-    for (int64_t kq = 0; kq < Kq; ++kq) {
-        int8_t* dst = wt + kq * ldn * 4;
-        const int64_t n_from = kq < kq16 ? rows16 : 0;
-        for (int64_t n = n_from; n < rows; ++n) std::memcpy(dst + 4 * n, w + n * ldw + 4 * kq, 4);
-        std::memset(dst + 4 * rows, 0, size_t(4 * (ldn - rows)));
     }
 }
 
