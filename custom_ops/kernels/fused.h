@@ -219,6 +219,23 @@ void requantize_u8_ref(const float* y, int64_t ldy, int64_t rows, int64_t cols, 
                        int32_t hi, uint8_t* out, int64_t ldo);
 void dwconv_u8_nhwc_ref(const DwU8NhwcArgs&);
 
+// The float GEMM's block order, shared by the SIMD sets: 4 rows of X x 4 rows of W with single-row-of-W tails, then
+// the remaining rows of X 1 x 8 with single tails. Block<MB, NB>::run(a, m0, n0) computes one MB x NB block.
+template <template <int, int> class Block>
+void gemm_f32_blocks(const GemmF32Args& a) {
+    int64_t m0 = 0;
+    for (; m0 + 4 <= a.M; m0 += 4) {
+        int64_t n0 = 0;
+        for (; n0 + 4 <= a.N; n0 += 4) Block<4, 4>::run(a, m0, n0);
+        for (; n0 < a.N; ++n0) Block<4, 1>::run(a, m0, n0);
+    }
+    for (; m0 < a.M; ++m0) {
+        int64_t n0 = 0;
+        for (; n0 + 8 <= a.N; n0 += 8) Block<1, 8>::run(a, m0, n0);
+        for (; n0 < a.N; ++n0) Block<1, 1>::run(a, m0, n0);
+    }
+}
+
 // The one rounding rule of the int8 epilogue and the activation, shared by every set (bit-exact agreement).
 inline float apply_activation(float y, Activation a) {
     if (a == Activation::kNone) return y;

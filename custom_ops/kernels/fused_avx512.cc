@@ -646,19 +646,12 @@ SSVQ_AVX512 void gemm_f32_block(const GemmF32Args& a, int64_t m0, int64_t n0) {
         }
 }
 
-SSVQ_AVX512 void gemm_f32_avx512(const GemmF32Args& a) {
-    int64_t m0 = 0;
-    for (; m0 + 4 <= a.M; m0 += 4) {
-        int64_t n0 = 0;
-        for (; n0 + 4 <= a.N; n0 += 4) gemm_f32_block<4, 4>(a, m0, n0);
-        for (; n0 < a.N; ++n0) gemm_f32_block<4, 1>(a, m0, n0);
-    }
-    for (; m0 < a.M; ++m0) {
-        int64_t n0 = 0;
-        for (; n0 + 8 <= a.N; n0 += 8) gemm_f32_block<1, 8>(a, m0, n0);
-        for (; n0 < a.N; ++n0) gemm_f32_block<1, 1>(a, m0, n0);
-    }
-}
+template <int MB, int NB>
+struct GemmF32Block {
+    SSVQ_AVX512 static void run(const GemmF32Args& a, int64_t m0, int64_t n0) { gemm_f32_block<MB, NB>(a, m0, n0); }
+};
+
+void gemm_f32_avx512(const GemmF32Args& a) { gemm_f32_blocks<GemmF32Block>(a); }
 
 // The uint8-output tile (io "uint8_nhwc", x_scale all ones, no activation): the accumulators start at -comp and go
 // straight from registers through the requantization, no round trip through memory (small K is epilogue-bound).

@@ -434,19 +434,12 @@ void dwconv_f32_neon(const DwConvArgs& a) {
     dwconv_f32_ref(a);
 }
 
-void gemm_f32_neon(const GemmF32Args& a) {
-    int64_t m0 = 0;
-    for (; m0 + 4 <= a.M; m0 += 4) {
-        int64_t n0 = 0;
-        for (; n0 + 4 <= a.N; n0 += 4) gemm_f32_block<4, 4>(a, m0, n0);
-        for (; n0 < a.N; ++n0) gemm_f32_block<4, 1>(a, m0, n0);
-    }
-    for (; m0 < a.M; ++m0) {
-        int64_t n0 = 0;
-        for (; n0 + 8 <= a.N; n0 += 8) gemm_f32_block<1, 8>(a, m0, n0);
-        for (; n0 < a.N; ++n0) gemm_f32_block<1, 1>(a, m0, n0);
-    }
-}
+template <int MB, int NB>
+struct GemmF32Block {
+    static void run(const GemmF32Args& a, int64_t m0, int64_t n0) { gemm_f32_block<MB, NB>(a, m0, n0); }
+};
+
+void gemm_f32_neon(const GemmF32Args& a) { gemm_f32_blocks<GemmF32Block>(a); }
 
 void gemm_u8_tile_neon(const GemmU8TileArgs& a) { gemm_u8_tile_with<Smlal>(a); }
 

@@ -22,6 +22,13 @@ struct ConvGeometry {
 };
 ConvGeometry read_geometry(const OrtKernelInfo* info, const std::vector<int64_t>& shape);
 
+// Output size of one spatial axis (ONNX Conv); < 1 when the padded input is smaller than the dilated kernel.
+inline int64_t conv_output_size(int64_t in, int64_t pad_begin, int64_t pad_end, int64_t kernel, int64_t stride,
+                                int64_t dilation) {
+    const int64_t padded = in + pad_begin + pad_end, span = dilation * (kernel - 1) + 1;
+    return padded < span ? 0 : (padded - span) / stride + 1;
+}
+
 // The static quantization of X and Y (attributes x_scale, x_zero_point, y_scale, y_zero_point).
 struct U8Io {
     float x_scale = 1.f, y_scale = 1.f;

@@ -111,9 +111,9 @@ class SSVQConvKernel {
         for (int a = 0; a < 2; ++a) {
             const Dim& in = x[nhwc ? 1 + a : 2 + a];
             if (!in.IsInt() || in.AsInt() < 0 || strides[size_t(a)] < 1) continue;
-            const int64_t span = dilations[size_t(a)] * (shape[size_t(2 + a)] - 1) + 1;
-            const int64_t padded = in.AsInt() + pads[size_t(a)] + pads[size_t(a) + 2];
-            y[nhwc ? 1 + a : 2 + a] = Dim((padded - span) / strides[size_t(a)] + 1);
+            y[nhwc ? 1 + a : 2 + a] = Dim(conv_output_size(in.AsInt(), pads[size_t(a)], pads[size_t(a) + 2],
+                                                           shape[size_t(2 + a)], strides[size_t(a)],
+                                                           dilations[size_t(a)]));
         }
         ctx.set_output(y, nhwc ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
     }
@@ -165,10 +165,9 @@ class SSVQConvKernel {
             throw OpError{"expected X with C = " + std::to_string(geo_.Cg * geo_.group) + " channels (shape " +
                           format::dims_str(weight_->shape) + ", group " + std::to_string(geo_.group) + "), got " +
                           format::dims_str(dims)};
-        *Ho = (H + geo_.pt + geo_.pb - geo_.dh * (geo_.kh - 1) - 1) / geo_.sh + 1;
-        *Wo = (W + geo_.pl + geo_.pr - geo_.dw * (geo_.kw - 1) - 1) / geo_.sw + 1;
-        if (*Ho < 1 || *Wo < 1 || H + geo_.pt + geo_.pb < geo_.dh * (geo_.kh - 1) + 1 ||
-            W + geo_.pl + geo_.pr < geo_.dw * (geo_.kw - 1) + 1)
+        *Ho = conv_output_size(H, geo_.pt, geo_.pb, geo_.kh, geo_.sh, geo_.dh);
+        *Wo = conv_output_size(W, geo_.pl, geo_.pr, geo_.kw, geo_.sw, geo_.dw);
+        if (*Ho < 1 || *Wo < 1)
             throw OpError{"expected an input at least as large as the dilated kernel, got " + format::dims_str(dims)};
     }
 
